@@ -1,0 +1,1 @@
+"""The ``vpseg`` command line."""

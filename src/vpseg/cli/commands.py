@@ -1,0 +1,185 @@
+"""What each ``vpseg`` sub-command does; argument parsing lives in ``main``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from vpseg._atomic import write_json
+from vpseg.core.labels import LabelSpace, load_label_space
+from vpseg.core.synthetic import SynthConfig, generate
+from vpseg.core.video import Video
+from vpseg.errors import InputError
+from vpseg.formats import FORMATS, Format, get_format
+from vpseg.info import format_table, summarize
+from vpseg.viz import render_frames, write_mp4, write_pngs
+
+
+def format_names() -> list[str]:
+    return list(FORMATS)
+
+
+def _format(name: str) -> Format:
+    try:
+        return get_format(name)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0])) from None
+
+
+def _labels(path: str | None) -> LabelSpace | None:
+    return None if path is None else load_label_space(path)
+
+
+def _videos(fmt: Format, root: str, split: str | None, labels: LabelSpace | None,
+            names: list[str] | None = None, desc: str = "videos") -> Iterator[Video]:
+    if not Path(root).exists():
+        raise InputError("no such file or folder", path=root)
+    available = fmt.list_videos(root, split=split)
+    if not available:
+        raise InputError(f"no {fmt.name} videos found", path=root)
+    for name in names or available:
+        if name not in available:
+            raise InputError(f"no video {name!r} (have {', '.join(available[:5])}…)", path=root)
+    for name in tqdm(names or available, desc=desc, unit="video", leave=False,
+                     disable=not sys.stderr.isatty()):
+        yield fmt.read_video(root, name, split=split, label_space=labels)
+
+
+def synthesize(out: Path, fmt: Format, cfg: SynthConfig, *, videos: int, seed: int,
+               split: str) -> None:
+    """Write ``videos`` synthetic videos into ``out`` in ``fmt``'s layout and label space."""
+    labels = fmt.default_label_space()
+    stride = fmt.annotation_stride
+    with fmt.open_writer(out, label_space=labels, split=split) as writer:
+        for video in tqdm(generate(cfg, labels, seed=seed, videos=videos), total=videos,
+                          desc="synth", unit="video", leave=False, disable=not sys.stderr.isatty()):
+            writer.write(_sparsify(video, stride))
+
+
+def _sparsify(video: Video, stride: int) -> Video:
+    """Keep every ``stride``-th annotation (as sparsely annotated data sets do), all RGB."""
+    if stride == 1:
+        return video
+    keep = [i for i in range(len(video)) if i % stride == stride - 1]
+    assert video.rgb is not None
+    return Video(
+        name=video.name,
+        panoptic=[video.panoptic[i] for i in keep],
+        label_space=video.label_space,
+        frame_index=tuple(video.frame_index[i] for i in keep),
+        frame_names=tuple(video.frame_names[i] for i in keep),
+        rgb=[video.rgb[i] for i in keep],
+        all_rgb=list(video.rgb),
+        all_rgb_names=video.frame_names,
+    )
+
+
+def synth(args: argparse.Namespace) -> int:
+    fmt = _format(args.format)
+    try:
+        cfg = SynthConfig(height=args.height, width=args.width, frames=args.frames,
+                          objects=args.objects, difficulty=args.difficulty)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    start = time.perf_counter()
+    synthesize(Path(args.out), fmt, cfg, videos=args.videos, seed=args.seed, split=args.split)
+    print(f"wrote {args.videos} videos x {args.frames} frames ({args.height}x{args.width}) "
+          f"in {fmt.name} layout to {args.out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def info(args: argparse.Namespace) -> int:
+    fmt = _format(args.format)
+    labels = _labels(args.label_space)
+    videos = list(_videos(fmt, args.root, args.split, labels))
+    summary = summarize(videos, videos[0].label_space).to_json()
+    if args.json == "-":
+        print(json.dumps(summary, indent=1))
+        return 0
+    print(format_table(summary))
+    if args.json:
+        write_json(args.json, summary, indent=1)
+        print(f"summary JSON: {args.json}")
+    return 0
+
+
+def viz(args: argparse.Namespace) -> int:
+    fmt = _format(args.format)
+    labels = _labels(args.label_space)
+    out = Path(args.out)
+    for video in _videos(fmt, args.root, args.split, labels, args.video, desc="viz"):
+        pred = None
+        if args.side_by_side:
+            if video.name not in fmt.list_videos(args.side_by_side, split=args.split):
+                raise InputError(f"missing video {video.name!r} that the ground truth has",
+                                 path=args.side_by_side)
+            pred = fmt.read_video(args.side_by_side, video.name, split=args.split,
+                                  label_space=labels, frame_names=video.frame_names)
+        if not args.no_png:
+            write_pngs(out / video.name, video.frame_names, render_frames(video, pred))
+        if args.mp4:
+            write_mp4(out / f"{video.name}.mp4", render_frames(video, pred), fps=args.fps)
+        print(f"{video.name}: {len(video)} frames -> {out / video.name}"
+              + (f" and {out / video.name}.mp4" if args.mp4 else ""))
+    return 0
+
+
+def convert(args: argparse.Namespace) -> int:
+    src, dst = _format(args.from_), _format(args.to)
+    labels = _labels(args.label_space)
+    count = 0
+    with dst.open_writer(args.dst, label_space=None, split=args.split or "train") as writer:
+        for video in _videos(src, args.src, args.split, labels, desc="convert"):
+            writer.write(_fit(video, dst, args.semantic_only, args.src))
+            count += 1
+    print(f"converted {count} videos from {src.name} ({args.src}) to {dst.name} ({args.dst})")
+    return 0
+
+
+def _fit(video: Video, dst: Format, semantic_only: bool, src_root: str) -> Video:
+    """Check that ``dst`` can hold ``video`` (or drop instance ids when asked)."""
+    if dst.holds_instances:
+        return video
+    div = video.label_space.label_divisor
+
+    def strip(pan: np.ndarray, name: str) -> np.ndarray:
+        pan = np.asarray(pan)
+        if not semantic_only and (pan % div).any():
+            raise InputError(f"{dst.name} holds no instance ids but this frame has some; "
+                             "pass --semantic-only to drop them", path=f"{src_root}/{video.name}",
+                             frame=name)
+        return (pan // div) * div
+
+    from vpseg.core.video import LazyFrames
+
+    loaders = [lambda p=p, n=n: strip(p, n) for p, n in zip(video.panoptic, video.frame_names, strict=True)]
+    return Video(name=video.name, panoptic=LazyFrames(loaders), label_space=video.label_space,
+                 frame_index=video.frame_index, frame_names=video.frame_names, rgb=video.rgb,
+                 all_rgb=video.all_rgb, all_rgb_names=video.all_rgb_names)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Until the model lands: synthesize a small set, summarise it, render one video."""
+    out = Path(args.out)
+    fmt = _format("kitti-step")
+    cfg = SynthConfig(frames=30)
+    start = time.perf_counter()
+    data = out / "data"
+    synthesize(data, fmt, cfg, videos=4, seed=args.seed, split="val")
+    print(f"synthetic KITTI-STEP-layout data set: {data} ({time.perf_counter() - start:.1f} s)\n")
+    videos = [fmt.read_video(data, v, split="val") for v in fmt.list_videos(data, split="val")]
+    summary = summarize(videos, videos[0].label_space).to_json()
+    print(format_table(summary))
+    write_json(out / "summary.json", summary, indent=1)
+    mp4 = out / f"overlay_{videos[0].name}.mp4"
+    write_mp4(mp4, render_frames(videos[0]), fps=10)
+    print(f"\noutputs in {out}/:\n  data set      {data}\n  summary JSON  {out / 'summary.json'}"
+          f"\n  overlay MP4   {mp4}")
+    return 0

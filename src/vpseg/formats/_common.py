@@ -1,0 +1,164 @@
+"""Pieces shared by the format modules: frame listing, header checks, writers, label spaces."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from vpseg._atomic import write_json
+from vpseg.core.labels import LabelSpace, load_label_space
+from vpseg.core.video import LazyFrames, Video
+from vpseg.errors import InputError
+from vpseg.formats._png import image_size
+
+__all__ = [
+    "LABEL_SPACE_FILE",
+    "DatasetWriter",
+    "frame_files",
+    "frame_number",
+    "check_frame_sizes",
+    "pick_frames",
+    "resolve_label_space",
+    "save_label_space",
+    "lazy_frames",
+    "split_dir",
+]
+
+#: Written into a dataset root when its label space is not the format's built-in one.
+LABEL_SPACE_FILE = "vpseg_label_space.json"
+
+_DIGITS = re.compile(r"(\d+)(?!.*\d)")
+
+
+class DatasetWriter(Protocol):
+    """Writes videos into a dataset root; ``close`` finishes shared files (e.g. a JSON)."""
+
+    def write(self, video: Video) -> None: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> DatasetWriter: ...
+
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class WriterBase:
+    """Context-manager plumbing: ``close`` runs only when the ``with`` block succeeded, so an
+    interrupted conversion never writes the files (index JSONs) that make a dataset look whole."""
+
+    def write(self, video: Video) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> WriterBase:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+
+
+def frame_number(name: str, default: int) -> int:
+    """The last run of digits in a frame name (``000012`` -> 12), else ``default``."""
+    match = _DIGITS.search(name)
+    return int(match.group(1)) if match else default
+
+
+def frame_files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
+    """Files in ``folder`` with one of ``suffixes``, sorted by frame number then name."""
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.iterdir() if p.suffix.lower() in suffixes and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: (frame_number(p.stem, -1), p.name))
+
+
+def pick_frames(
+    files: Sequence[Path], frame_names: Sequence[str] | None, folder: Path, suffix: str
+) -> list[Path]:
+    """``files``, or exactly the frames named in ``frame_names`` (an error names a missing one)."""
+    if frame_names is None:
+        return list(files)
+    by_stem = {p.stem: p for p in files}
+    picked = []
+    for name in frame_names:
+        path = by_stem.get(name)
+        if path is None:
+            raise InputError("missing frame that the ground truth has", path=folder / f"{name}{suffix}", frame=name)
+        picked.append(path)
+    return picked
+
+
+def check_frame_sizes(
+    files: Sequence[Path], modes: Sequence[str], what: str
+) -> tuple[int, int]:
+    """Read every header; all frames of a video must share one size and have an allowed mode."""
+    size: tuple[int, int] | None = None
+    first: Path | None = None
+    for path in files:
+        h, w, mode = image_size(path, frame=path.stem)
+        if mode not in modes:
+            raise InputError(
+                f"{what} has PNG mode {mode!r}, expected {' or '.join(map(repr, modes))}",
+                path=path, frame=path.stem,
+            )
+        if size is None:
+            size, first = (h, w), path
+        elif (h, w) != size:
+            raise InputError(
+                f"frame size {h}x{w} differs from {size[0]}x{size[1]} of {first.name if first else '?'}",
+                path=path, frame=path.stem,
+            )
+    return size or (0, 0)
+
+
+def lazy_frames(paths: Sequence[Path], load: Callable[[Path], np.ndarray]) -> LazyFrames:
+    return LazyFrames([lambda p=p: load(p) for p in paths])
+
+
+def split_dir(base: Path, split: str | None, what: str) -> Path:
+    """``base/split``; with no split, the only split folder there is (else a clear error)."""
+    if split is not None:
+        path = base / split
+        if not path.is_dir():
+            raise InputError(f"no split {split!r} in {what}", path=path)
+        return path
+    splits = sorted(p.name for p in base.iterdir() if p.is_dir())
+    if len(splits) == 1:
+        return base / splits[0]
+    raise InputError(f"{what} holds splits {splits}; choose one with --split", path=base)
+
+
+def resolve_label_space(root: Path, given: LabelSpace | None, default: LabelSpace) -> LabelSpace:
+    """The label space given, else the one saved in the root, else the format's built-in one."""
+    if given is not None:
+        return given
+    for folder in (root, root.parent, root.parent.parent):
+        saved = folder / LABEL_SPACE_FILE
+        if saved.is_file():
+            return load_label_space(saved)
+    return default
+
+
+def save_label_space(root: Path, labels: LabelSpace, default: LabelSpace) -> None:
+    """Record a non-default label space in the root so that readers pick it up."""
+    path = root / LABEL_SPACE_FILE
+    if labels != default:
+        write_json(path, labels.to_json(), indent=1)
+    elif path.exists():
+        path.unlink()
+
+
+def read_json(path: Path, what: str) -> object:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{what} not found", path=path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read {what}: {exc}", path=path) from None

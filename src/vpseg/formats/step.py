@@ -1,0 +1,193 @@
+"""The STEP benchmark's panoptic PNG layout, shared by KITTI-STEP and MOTChallenge-STEP.
+
+Layout (google-research/deeplab2, STEP data preparation)::
+
+    <root>/images/<split>/<seq>/<frame>.png          RGB frames
+    <root>/panoptic_maps/<split>/<seq>/<frame>.png   RGB PNG: R = semantic, G*256 + B = instance
+
+Void is semantic 255 (the ignore label); a thing pixel with instance 0 is crowd. A prediction
+folder (the benchmark's submission) holds ``<seq>/<frame>.png`` with the same encoding; the
+readers accept a dataset root, ``panoptic_maps/<split>/`` itself, or such a prediction folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vpseg.core.labels import LabelSpace, get_label_space
+from vpseg.core.panoptic import PANOPTIC_DTYPE
+from vpseg.core.video import LazyFrames, Video
+from vpseg.errors import InputError
+from vpseg.formats._common import (
+    WriterBase,
+    check_frame_sizes,
+    frame_files,
+    frame_number,
+    lazy_frames,
+    pick_frames,
+    resolve_label_space,
+    save_label_space,
+    split_dir,
+)
+from vpseg.formats._png import read_image, write_png
+
+_PNG = (".png",)
+
+
+def label_dir(root: Path, split: str | None) -> Path:
+    """The folder that holds one sub-folder per sequence of panoptic PNGs."""
+    if (root / "panoptic_maps").is_dir():
+        return split_dir(root / "panoptic_maps", split, "panoptic_maps")
+    if not root.is_dir():
+        raise InputError("not a folder", path=root)
+    return root
+
+
+def image_dir(root: Path, split: str | None) -> Path | None:
+    if (root / "images").is_dir():
+        return split_dir(root / "images", split, "images")
+    if root.parent.name == "panoptic_maps":  # given panoptic_maps/<split>/ directly
+        images = root.parent.parent / "images" / root.name
+        return images if images.is_dir() else None
+    return None
+
+
+def decode(rgb: np.ndarray, labels: LabelSpace, path: Path, frame: str) -> np.ndarray:
+    """``(H, W, 3)`` uint8 STEP PNG -> ``(H, W)`` int32 panoptic ids, validated."""
+    semantic = rgb[..., 0].astype(np.int32)
+    instance = rgb[..., 1].astype(np.int32) * 256 + rgb[..., 2]
+    valid = labels.valid_lut()
+    present = np.unique(semantic)
+    bad = [int(s) for s in present if s >= valid.size or not valid[s]]
+    if bad:
+        raise InputError(
+            f"class id {bad[0]} (red channel) is not in label space {labels.name!r}",
+            path=path, frame=frame,
+        )
+    if instance.max(initial=0) >= labels.label_divisor:
+        raise InputError(
+            f"instance id {int(instance.max())} does not fit below the label divisor "
+            f"{labels.label_divisor}",
+            path=path, frame=frame,
+        )
+    return (semantic * labels.label_divisor + instance).astype(PANOPTIC_DTYPE)
+
+
+def encode(pan: np.ndarray, labels: LabelSpace, name: str, frame: str) -> np.ndarray:
+    """``(H, W)`` panoptic ids -> ``(H, W, 3)`` uint8 STEP PNG; raises if ids do not fit."""
+    semantic = pan // labels.label_divisor
+    instance = pan % labels.label_divisor
+    if semantic.max(initial=0) > 255 or semantic.min(initial=0) < 0:
+        raise InputError(
+            f"class id {int(semantic.max())} does not fit the 8-bit red channel",
+            path=name, frame=frame,
+        )
+    if instance.max(initial=0) > 65535:
+        raise InputError(
+            f"instance id {int(instance.max())} does not fit G*256+B (max 65535)",
+            path=name, frame=frame,
+        )
+    out = np.empty(pan.shape + (3,), dtype=np.uint8)
+    out[..., 0] = semantic
+    out[..., 1] = instance // 256
+    out[..., 2] = instance % 256
+    return out
+
+
+class StepFormat:
+    """A STEP data set: its name, built-in label space and the functions every format has."""
+
+    holds_instances = True
+    annotation_stride = 1  # every frame is annotated
+
+    def __init__(self, name: str, label_space: str) -> None:
+        self.name = name
+        self._label_space = label_space
+
+    def default_label_space(self) -> LabelSpace:
+        return get_label_space(self._label_space)
+
+    def list_videos(self, root: str | Path, *, split: str | None = None) -> list[str]:
+        """Sequence names (``0000`` …) under ``root``."""
+        base = label_dir(Path(root), split)
+        return sorted(p.name for p in base.iterdir() if p.is_dir() and frame_files(p, _PNG))
+
+    def read_video(
+        self,
+        root: str | Path,
+        video: str,
+        *,
+        split: str | None = None,
+        label_space: LabelSpace | None = None,
+        frame_names: Sequence[str] | None = None,
+    ) -> Video:
+        """One sequence, frames decoded lazily; ``frame_names`` demands exactly those frames."""
+        root = Path(root)
+        base = label_dir(root, split)
+        labels = resolve_label_space(root, label_space, self.default_label_space())
+        folder = base / video
+        if not folder.is_dir():
+            raise InputError(f"missing video {video!r}", path=folder)
+        files = pick_frames(frame_files(folder, _PNG), frame_names, folder, ".png")
+        if not files:
+            raise InputError("no PNG frames in video folder", path=folder)
+        check_frame_sizes(files, ("RGB",), "panoptic map")
+
+        def load(path: Path) -> np.ndarray:
+            rgb = read_image(path, modes=("RGB",), frame=path.stem, what="panoptic map")
+            return decode(rgb, labels, path, path.stem)
+
+        return Video(
+            name=video,
+            panoptic=lazy_frames(files, load),
+            label_space=labels,
+            frame_index=tuple(frame_number(p.stem, i) for i, p in enumerate(files)),
+            frame_names=tuple(p.stem for p in files),
+            rgb=_rgb_frames(image_dir(root, split), video, files),
+        )
+
+    def open_writer(
+        self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train"
+    ) -> StepWriter:
+        default = self.default_label_space()
+        return StepWriter(Path(root), split, label_space or default, default)
+
+
+def _rgb_frames(images: Path | None, video: str, files: Sequence[Path]) -> LazyFrames | None:
+    """RGB frames aligned with ``files`` when the images folder has all of them."""
+    if images is None or not (images / video).is_dir():
+        return None
+    by_stem = {p.stem: p for p in frame_files(images / video, (".png", ".jpg", ".jpeg"))}
+    if not all(p.stem in by_stem for p in files):
+        return None
+    return lazy_frames(
+        [by_stem[p.stem] for p in files],
+        lambda p: read_image(p, modes=("RGB",), frame=p.stem, what="RGB frame"),
+    )
+
+
+class StepWriter(WriterBase):
+    """Writes ``images/<split>/<seq>/`` and ``panoptic_maps/<split>/<seq>/``."""
+
+    def __init__(self, root: Path, split: str, labels: LabelSpace, default: LabelSpace) -> None:
+        self.root, self.split, self.labels, self.default = Path(root), split, labels, default
+        self.root.mkdir(parents=True, exist_ok=True)
+        save_label_space(self.root, labels, default)
+
+    def write(self, video: Video) -> None:
+        out = self.root / "panoptic_maps" / self.split / video.name
+        for name, pan in zip(video.frame_names, video.panoptic, strict=True):
+            write_png(out / f"{name}.png", encode(np.asarray(pan), self.labels, video.name, name))
+        if video.rgb is not None:
+            images = self.root / "images" / self.split / video.name
+            for name, img in zip(video.frame_names, video.rgb, strict=True):
+                write_png(images / f"{name}.png", np.asarray(img))
+
+
+#: KITTI-STEP: Cityscapes-19 classes; only pedestrians and cars carry track ids.
+KITTI_STEP = StepFormat("kitti-step", "kitti-step")
+#: MOTChallenge-STEP: 7 classes; pedestrians carry track ids.
+MOTCHALLENGE_STEP = StepFormat("motchallenge-step", "motchallenge-step")

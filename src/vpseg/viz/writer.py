@@ -1,0 +1,55 @@
+"""Writing rendered frames: a PNG per frame, or an H.264 MP4 through PyAV (``vpseg[video]``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vpseg._atomic import atomic_path
+from vpseg.formats._png import write_png
+
+__all__ = ["write_pngs", "write_mp4"]
+
+
+def write_pngs(folder: Path, names: Sequence[str], frames: Iterable[np.ndarray]) -> int:
+    """Write ``frames`` as ``folder/<name>.png``; returns the number written."""
+    count = 0
+    for name, frame in zip(names, frames, strict=False):
+        write_png(Path(folder) / f"{name}.png", frame)
+        count += 1
+    return count
+
+
+def write_mp4(path: Path, frames: Iterable[np.ndarray], *, fps: float = 10.0, crf: int = 20) -> int:
+    """Encode ``(H, W, 3)`` uint8 frames as H.264 (yuv420p) MP4, atomically; returns the count.
+
+    Odd frame sizes are padded by one pixel (H.264 with 4:2:0 chroma needs even sizes).
+    """
+    try:
+        import av
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise RuntimeError("writing MP4 needs PyAV: pip install 'vpseg[video]'") from None
+    count = 0
+    with atomic_path(path) as tmp:
+        container = av.open(str(tmp), mode="w", format="mp4")
+        try:
+            stream = None
+            for frame in frames:
+                if stream is None:
+                    h, w = frame.shape[0] + frame.shape[0] % 2, frame.shape[1] + frame.shape[1] % 2
+                    stream = container.add_stream("libx264", rate=round(fps))
+                    stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+                    stream.options = {"crf": str(crf), "preset": "veryfast"}
+                padded = np.zeros((stream.height, stream.width, 3), dtype=np.uint8)
+                padded[: frame.shape[0], : frame.shape[1]] = frame
+                for packet in stream.encode(av.VideoFrame.from_ndarray(padded, format="rgb24")):
+                    container.mux(packet)
+                count += 1
+            if stream is not None:
+                for packet in stream.encode():
+                    container.mux(packet)
+        finally:
+            container.close()
+    return count
