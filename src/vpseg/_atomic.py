@@ -13,6 +13,16 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates 0600 files; finished files get the permissions a plain open() would give.
+_FILE_MODE = 0o666 & ~_umask()
+
 __all__ = ["atomic_path", "atomic_open", "write_json", "write_text", "write_with"]
 
 
@@ -32,6 +42,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, final)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -205,7 +205,7 @@ def load_label_space(path: str | PathLike[str]) -> LabelSpace:
 
 
 def _data(file: str) -> LabelSpace:
-    text = resources.files("vpseg.core").joinpath("_label_data", file).read_text()
+    text = resources.files("vpseg.core").joinpath("_label_data").joinpath(file).read_text()
     return LabelSpace.from_json(json.loads(text), source=file)
 
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping
 import numpy as np
 from scipy import ndimage
 
-from vpseg.errors import InputError
 from vpseg.core.labels import LabelSpace
+from vpseg.errors import InputError
 
 __all__ = [
     "PANOPTIC_DTYPE",

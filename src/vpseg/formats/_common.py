@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -35,20 +35,10 @@ LABEL_SPACE_FILE = "vpseg_label_space.json"
 _DIGITS = re.compile(r"(\d+)(?!.*\d)")
 
 
-class DatasetWriter(Protocol):
-    """Writes videos into a dataset root; ``close`` finishes shared files (e.g. a JSON)."""
+class DatasetWriter:
+    """Writes videos into a dataset root; ``close`` finishes shared files (e.g. an index JSON).
 
-    def write(self, video: Video) -> None: ...
-
-    def close(self) -> None: ...
-
-    def __enter__(self) -> DatasetWriter: ...
-
-    def __exit__(self, *exc: object) -> None: ...
-
-
-class WriterBase:
-    """Context-manager plumbing: ``close`` runs only when the ``with`` block succeeded, so an
+    Used as a context manager: ``close`` runs only when the ``with`` block succeeded, so an
     interrupted conversion never writes the files (index JSONs) that make a dataset look whole."""
 
     def write(self, video: Video) -> None:
@@ -57,7 +47,7 @@ class WriterBase:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> WriterBase:
+    def __enter__(self) -> DatasetWriter:
         return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
@@ -119,7 +109,7 @@ def check_frame_sizes(
 
 
 def lazy_frames(paths: Sequence[Path], load: Callable[[Path], np.ndarray]) -> LazyFrames:
-    return LazyFrames([lambda p=p: load(p) for p in paths])
+    return LazyFrames([functools.partial(load, p) for p in paths])
 
 
 def split_dir(base: Path, split: str | None, what: str) -> Path:

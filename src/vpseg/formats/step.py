@@ -22,7 +22,7 @@ from vpseg.core.panoptic import PANOPTIC_DTYPE
 from vpseg.core.video import LazyFrames, Video
 from vpseg.errors import InputError
 from vpseg.formats._common import (
-    WriterBase,
+    DatasetWriter,
     check_frame_sizes,
     frame_files,
     frame_number,
@@ -169,7 +169,7 @@ def _rgb_frames(images: Path | None, video: str, files: Sequence[Path]) -> LazyF
     )
 
 
-class StepWriter(WriterBase):
+class StepWriter(DatasetWriter):
     """Writes ``images/<split>/<seq>/`` and ``panoptic_maps/<split>/<seq>/``."""
 
     def __init__(self, root: Path, split: str, labels: LabelSpace, default: LabelSpace) -> None:

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+
+from vpseg.core.labels import get_label_space
+from vpseg.core.synthetic import SynthConfig, generate, generate_video, world_classes
+
+
+@pytest.fixture(scope="module")
+def kitti_videos():
+    labels = get_label_space("kitti-step")
+    cfg = SynthConfig(height=128, width=256, frames=30)
+    return [v.materialize() for v in generate(cfg, labels, seed=3, videos=6)]
+
+
+def test_deterministic_in_seed_and_index():
+    labels = get_label_space("kitti-step")
+    cfg = SynthConfig(height=64, width=96, frames=4)
+    a = generate_video(cfg, labels, seed=1, index=2)
+    b = generate_video(cfg, labels, seed=1, index=2)
+    c = generate_video(cfg, labels, seed=2, index=2)
+    assert all(np.array_equal(x, y) for x, y in zip(a.panoptic, b.panoptic, strict=True))
+    assert all(np.array_equal(x, y) for x, y in zip(a.rgb, b.rgb, strict=True))
+    assert not all(np.array_equal(x, y) for x, y in zip(a.panoptic, c.panoptic, strict=True))
+
+
+def test_kitti_world_uses_cityscapes_ids_and_tracks_only_people_and_cars(kitti_videos):
+    labels = kitti_videos[0].label_space
+    classes = set()
+    for video in kitti_videos:
+        for pan in video.panoptic:
+            sem, inst = pan // 1000, pan % 1000
+            classes |= set(np.unique(sem).tolist())
+            assert set(np.unique(sem[inst > 0]).tolist()) <= {11, 13}
+    assert 255 in classes  # void border
+    assert len(classes - {255}) >= 8
+    assert classes - {255} <= set(labels.ids)
+
+
+def test_default_difficulty_is_a_fair_test(kitti_videos):
+    per_frame, reappear = [], 0
+    for video in kitti_videos:
+        seen = {}
+        for t, pan in enumerate(video.panoptic):
+            tracks = {int(i) for i in np.unique(pan) if i % 1000 > 0}
+            per_frame.append(len(tracks))
+            for tr in tracks:
+                seen.setdefault(tr, []).append(t)
+        # a track that is absent for some frames and then comes back with the same id
+        gaps = [tr for tr, ts in seen.items() if ts[-1] - ts[0] + 1 > len(ts)]
+        reappear += bool(gaps)
+    assert np.mean(per_frame) >= 6
+    assert reappear >= len(kitti_videos) // 2
+
+
+def test_things_occlude_each_other(kitti_videos):
+    # some track loses area while staying in view: a nearer object covers it
+    video = kitti_videos[0]
+    areas = {}
+    for pan in video.panoptic:
+        ids, counts = np.unique(pan[pan % 1000 > 0], return_counts=True)
+        for i, c in zip(ids.tolist(), counts.tolist(), strict=True):
+            areas.setdefault(i, []).append(c)
+    assert any(min(a) < 0.6 * max(a) for a in areas.values())
+
+
+def test_rgb_and_labels_agree_in_size_and_void_is_black():
+    cfg = SynthConfig(height=64, width=80, frames=2, void_border=2)
+    video = generate_video(cfg, get_label_space("vipseg"), seed=0, index=0)
+    for pan, rgb in zip(video.panoptic, video.rgb, strict=True):
+        assert rgb.shape == (64, 80, 3) and rgb.dtype == np.uint8
+        assert pan.shape == (64, 80)
+        assert (pan[:2] // 1000 == 255).all()
+        assert (rgb[:2] == 0).all()
+
+
+@pytest.mark.parametrize("name", ["kitti-step", "cityscapes-vps", "vipseg", "viper", "motchallenge-step"])
+def test_world_maps_onto_every_panoptic_label_space(name):
+    labels = get_label_space(name)
+    world = world_classes(labels)
+    assert world.things and all(labels.is_thing(c) for c in world.things.values())
+    assert all(not labels.is_thing(c) for c in world.stuff.values())
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        SynthConfig(difficulty=2.0)
+    with pytest.raises(ValueError):
+        SynthConfig(height=8)
