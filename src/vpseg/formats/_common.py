@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +154,15 @@ def read_json(path: Path, what: str) -> object:
         raise InputError(f"{what} not found", path=path) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read {what}: {exc}", path=path) from None
+
+
+def run_parallel(jobs: Sequence[Callable[[], object]]) -> None:
+    """Run independent file writes in a few threads (encoders release the GIL)."""
+    workers = min(4, os.cpu_count() or 1)
+    if workers == 1 or len(jobs) < 2:
+        for job in jobs:
+            job()
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()  # re-raise the first error

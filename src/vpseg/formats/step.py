@@ -13,6 +13,7 @@ readers accept a dataset root, ``panoptic_maps/<split>/`` itself, or such a pred
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from vpseg.formats._common import (
     lazy_frames,
     pick_frames,
     resolve_label_space,
+    run_parallel,
     save_label_space,
     split_dir,
 )
@@ -57,22 +59,23 @@ def image_dir(root: Path, split: str | None) -> Path | None:
 
 def decode(rgb: np.ndarray, labels: LabelSpace, path: Path, frame: str) -> np.ndarray:
     """``(H, W, 3)`` uint8 STEP PNG -> ``(H, W)`` int32 panoptic ids, validated."""
-    semantic = rgb[..., 0].astype(np.int32)
-    instance = rgb[..., 1].astype(np.int32) * 256 + rgb[..., 2]
+    red = rgb[..., 0]
     valid = labels.valid_lut()
-    present = np.unique(semantic)
+    present = np.flatnonzero(np.bincount(red.ravel(), minlength=256))  # faster than unique
     bad = [int(s) for s in present if s >= valid.size or not valid[s]]
     if bad:
         raise InputError(
             f"class id {bad[0]} (red channel) is not in label space {labels.name!r}",
             path=path, frame=frame,
         )
+    instance = (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
     if instance.max(initial=0) >= labels.label_divisor:
         raise InputError(
             f"instance id {int(instance.max())} does not fit below the label divisor "
             f"{labels.label_divisor}",
             path=path, frame=frame,
         )
+    semantic = red.astype(np.int32)
     return (semantic * labels.label_divisor + instance).astype(PANOPTIC_DTYPE)
 
 
@@ -179,12 +182,14 @@ class StepWriter(DatasetWriter):
 
     def write(self, video: Video) -> None:
         out = self.root / "panoptic_maps" / self.split / video.name
-        for name, pan in zip(video.frame_names, video.panoptic, strict=True):
-            write_png(out / f"{name}.png", encode(np.asarray(pan), self.labels, video.name, name))
-        if video.rgb is not None:
-            images = self.root / "images" / self.split / video.name
-            for name, img in zip(video.frame_names, video.rgb, strict=True):
-                write_png(images / f"{name}.png", np.asarray(img))
+        images = self.root / "images" / self.split / video.name
+        jobs = []
+        for i, name in enumerate(video.frame_names):
+            pan = np.asarray(video.panoptic[i])
+            jobs.append(partial(write_png, out / f"{name}.png", encode(pan, self.labels, video.name, name)))
+            if video.rgb is not None:
+                jobs.append(partial(write_png, images / f"{name}.png", np.asarray(video.rgb[i])))
+        run_parallel(jobs)
 
 
 #: KITTI-STEP: Cityscapes-19 classes; only pedestrians and cars carry track ids.
