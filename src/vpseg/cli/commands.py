@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 import time
@@ -132,11 +133,14 @@ def viz(args: argparse.Namespace) -> int:
 
 
 def convert(args: argparse.Namespace) -> int:
-    src, dst = _format(args.from_), _format(args.to)
+    src, dst = _format(args.src_format), _format(args.dst_format)
     labels = _labels(args.label_space)
+    videos = _videos(src, args.src, args.split, labels, desc="convert")
+    first = next(videos)  # the writer records the source label space when it is not its own
     count = 0
-    with dst.open_writer(args.dst, label_space=None, split=args.split or "train") as writer:
-        for video in _videos(src, args.src, args.split, labels, desc="convert"):
+    with dst.open_writer(args.dst, label_space=first.label_space,
+                         split=args.split or "train") as writer:
+        for video in itertools.chain([first], videos):
             writer.write(_fit(video, dst, args.semantic_only, args.src))
             count += 1
     print(f"converted {count} videos from {src.name} ({args.src}) to {dst.name} ({args.dst})")

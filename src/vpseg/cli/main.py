@@ -17,8 +17,8 @@ from vpseg.errors import InputError
 __all__ = ["main", "build_parser"]
 
 
-def _add_format(p: argparse.ArgumentParser, *, flag: str = "--format", required: bool = True) -> None:
-    p.add_argument(flag, dest=flag.lstrip("-").replace("-", "_"), required=required,
+def _add_format(p: argparse.ArgumentParser, *, flag: str = "--format", dest: str = "format") -> None:
+    p.add_argument(flag, dest=dest, required=True,
                    help="dataset format: " + ", ".join(commands.format_names()))
 
 
@@ -68,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("convert", help="convert a data set (or predictions) between formats")
     p.add_argument("src")
     p.add_argument("dst")
-    _add_format(p, flag="--from")
-    _add_format(p, flag="--to")
+    _add_format(p, flag="--from", dest="src_format")
+    _add_format(p, flag="--to", dest="dst_format")
     p.add_argument("--split", help="split to read (and to write; default train)")
     p.add_argument("--label-space")
     p.add_argument("--semantic-only", action="store_true",

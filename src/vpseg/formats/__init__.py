@@ -17,6 +17,7 @@ from vpseg.core.labels import LabelSpace
 from vpseg.core.video import Video
 from vpseg.formats._common import DatasetWriter
 from vpseg.formats.step import KITTI_STEP, MOTCHALLENGE_STEP
+from vpseg.formats.vspw import VSPW
 
 __all__ = ["Format", "FORMATS", "get_format", "DatasetWriter"]
 
@@ -49,6 +50,7 @@ class Format(Protocol):
 FORMATS: dict[str, Format] = {
     KITTI_STEP.name: KITTI_STEP,
     MOTCHALLENGE_STEP.name: MOTCHALLENGE_STEP,
+    VSPW.name: VSPW,
 }
 
 

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from vpseg._atomic import write_json
+from vpseg._atomic import write_json, write_text
 from vpseg.core.labels import LabelSpace, load_label_space
 from vpseg.core.video import LazyFrames, Video
 from vpseg.errors import InputError
-from vpseg.formats._png import image_size
+from vpseg.formats._png import image_size, read_image
 
 __all__ = [
     "LABEL_SPACE_FILE",
@@ -166,3 +166,24 @@ def run_parallel(jobs: Sequence[Callable[[], object]]) -> None:
     with ThreadPoolExecutor(workers) as pool:
         for future in [pool.submit(job) for job in jobs]:
             future.result()  # re-raise the first error
+
+
+def rgb_frames(images: Path | None, files: Sequence[Path]) -> LazyFrames | None:
+    """RGB frames in ``images`` with the same stems as ``files`` (PNG or JPEG), if all exist."""
+    if images is None or not images.is_dir():
+        return None
+    by_stem = {p.stem: p for p in frame_files(images, (".png", ".jpg", ".jpeg"))}
+    if not all(p.stem in by_stem for p in files):
+        return None
+    return lazy_frames([by_stem[p.stem] for p in files], _read_rgb)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    return read_image(path, modes=("RGB",), frame=path.stem, what="RGB frame")
+
+
+def write_split_file(path: Path, names: Sequence[str]) -> None:
+    """Add ``names`` to a split list (one video name a line), keeping the names already there."""
+    existing = path.read_text().split() if path.is_file() else []
+    merged = list(dict.fromkeys([*existing, *names]))
+    write_text(path, "".join(f"{n}\n" for n in merged))

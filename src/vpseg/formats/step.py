@@ -20,7 +20,7 @@ import numpy as np
 
 from vpseg.core.labels import LabelSpace, get_label_space
 from vpseg.core.panoptic import PANOPTIC_DTYPE
-from vpseg.core.video import LazyFrames, Video
+from vpseg.core.video import Video
 from vpseg.errors import InputError
 from vpseg.formats._common import (
     DatasetWriter,
@@ -30,6 +30,7 @@ from vpseg.formats._common import (
     lazy_frames,
     pick_frames,
     resolve_label_space,
+    rgb_frames,
     run_parallel,
     save_label_space,
     split_dir,
@@ -100,6 +101,10 @@ def encode(pan: np.ndarray, labels: LabelSpace, name: str, frame: str) -> np.nda
     return out
 
 
+def _video_dir(images: Path | None, video: str) -> Path | None:
+    return None if images is None else images / video
+
+
 class StepFormat:
     """A STEP data set: its name, built-in label space and the functions every format has."""
 
@@ -149,7 +154,7 @@ class StepFormat:
             label_space=labels,
             frame_index=tuple(frame_number(p.stem, i) for i, p in enumerate(files)),
             frame_names=tuple(p.stem for p in files),
-            rgb=_rgb_frames(image_dir(root, split), video, files),
+            rgb=rgb_frames(_video_dir(image_dir(root, split), video), files),
         )
 
     def open_writer(
@@ -157,19 +162,6 @@ class StepFormat:
     ) -> StepWriter:
         default = self.default_label_space()
         return StepWriter(Path(root), split, label_space or default, default)
-
-
-def _rgb_frames(images: Path | None, video: str, files: Sequence[Path]) -> LazyFrames | None:
-    """RGB frames aligned with ``files`` when the images folder has all of them."""
-    if images is None or not (images / video).is_dir():
-        return None
-    by_stem = {p.stem: p for p in frame_files(images / video, (".png", ".jpg", ".jpeg"))}
-    if not all(p.stem in by_stem for p in files):
-        return None
-    return lazy_frames(
-        [by_stem[p.stem] for p in files],
-        lambda p: read_image(p, modes=("RGB",), frame=p.stem, what="RGB frame"),
-    )
 
 
 class StepWriter(DatasetWriter):

@@ -1,0 +1,184 @@
+"""VSPW: video semantic segmentation, per-frame class-index PNGs (no instance ids).
+
+Layout (VSPW-dataset/VSPW-dataset-download README; VSPW-dataset/VSPW_code)::
+
+    <root>/data/<video>/origin/<frame>.jpg   RGB frames
+    <root>/data/<video>/mask/<frame>.png     single-channel PNG (mode P or L), one value per pixel
+    <root>/{train,val,test}.txt              video names of each split, one per line
+
+Mask values: 1..124 are the classes, 0 ("others") and 255 are void. vpseg's ``vspw`` label space
+uses the official evaluation ids, value - 1 (0..123), so reading maps ``v -> v - 1`` and 0, 255 to
+the ignore label; writing maps back and writes void as 255. A prediction folder holds
+``<video>/<frame>.png`` with the same encoding (or mirrors ``data/<video>/mask/``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from vpseg.core.labels import LabelSpace, get_label_space
+from vpseg.core.panoptic import PANOPTIC_DTYPE
+from vpseg.core.video import Video
+from vpseg.errors import InputError
+from vpseg.formats._common import (
+    DatasetWriter,
+    check_frame_sizes,
+    frame_files,
+    frame_number,
+    lazy_frames,
+    pick_frames,
+    resolve_label_space,
+    rgb_frames,
+    run_parallel,
+    save_label_space,
+    write_split_file,
+)
+from vpseg.formats._png import read_image, write_jpeg, write_png
+
+__all__ = ["VSPW", "VspwFormat"]
+
+_MODES = ("P", "L")
+_VOID_ON_DISK = 255
+_OTHERS = 0
+
+
+def _mask_dir(root: Path, video: str) -> Path:
+    """``data/<video>/mask`` in a dataset root, ``<video>/mask`` or ``<video>`` elsewhere."""
+    for folder in (root / "data" / video / "mask", root / video / "mask"):
+        if folder.is_dir():
+            return folder
+    return root / video
+
+
+def decode(values: np.ndarray, labels: LabelSpace, path: Path, frame: str) -> np.ndarray:
+    """``(H, W)`` uint8 mask values -> ``(H, W)`` int32 panoptic ids (instance always 0)."""
+    lut = np.full(256, -1, dtype=np.int64)
+    lut[_OTHERS] = lut[_VOID_ON_DISK] = labels.ignore_label
+    for cid in labels.ids:
+        if cid + 1 < 255:
+            lut[cid + 1] = cid
+    semantic = lut[values]
+    if (semantic < 0).any():
+        bad = int(values[semantic < 0][0])
+        raise InputError(
+            f"mask value {bad} is not a class of label space {labels.name!r} "
+            f"(expected 1..{labels.max_id + 1}, 0 or 255 for void)",
+            path=path, frame=frame,
+        )
+    return (semantic * labels.label_divisor).astype(PANOPTIC_DTYPE)
+
+
+def encode(pan: np.ndarray, labels: LabelSpace, where: str, frame: str) -> np.ndarray:
+    """``(H, W)`` panoptic ids -> ``(H, W)`` uint8 mask values; instance ids must be 0."""
+    semantic, instance = np.divmod(np.asarray(pan), labels.label_divisor)
+    if instance.any():
+        raise InputError("VSPW holds no instance ids (drop them with --semantic-only)",
+                         path=where, frame=frame)
+    void = semantic == labels.ignore_label
+    values = semantic + 1
+    if (values[~void] >= _VOID_ON_DISK).any():
+        raise InputError(f"class id {int(semantic[~void].max())} does not fit a VSPW mask "
+                         "(max 253)", path=where, frame=frame)
+    values[void] = _VOID_ON_DISK
+    return values.astype(np.uint8)
+
+
+class VspwFormat:
+    """The VSPW layout; semantic only."""
+
+    name = "vspw"
+    holds_instances = False
+    annotation_stride = 1
+
+    def default_label_space(self) -> LabelSpace:
+        return get_label_space("vspw")
+
+    def list_videos(self, root: str | Path, *, split: str | None = None) -> list[str]:
+        root = Path(root)
+        if not root.is_dir():
+            raise InputError("not a folder", path=root)
+        base = root / "data" if (root / "data").is_dir() else root
+        videos = sorted(p.name for p in base.iterdir()
+                        if p.is_dir() and frame_files(_mask_dir(root, p.name), (".png",)))
+        if split is not None:
+            listed = root / f"{split}.txt"
+            if not listed.is_file():
+                raise InputError(f"no split file for split {split!r}", path=listed)
+            wanted = {line.strip() for line in listed.read_text().splitlines() if line.strip()}
+            videos = [v for v in videos if v in wanted]
+        return videos
+
+    def read_video(
+        self,
+        root: str | Path,
+        video: str,
+        *,
+        split: str | None = None,
+        label_space: LabelSpace | None = None,
+        frame_names: Sequence[str] | None = None,
+    ) -> Video:
+        root = Path(root)
+        labels = resolve_label_space(root, label_space, self.default_label_space())
+        folder = _mask_dir(root, video)
+        if not folder.is_dir():
+            raise InputError(f"missing video {video!r}", path=folder)
+        files = pick_frames(frame_files(folder, (".png",)), frame_names, folder, ".png")
+        if not files:
+            raise InputError("no PNG masks in video folder", path=folder)
+        check_frame_sizes(files, _MODES, "mask")
+
+        def load(path: Path) -> np.ndarray:
+            values = read_image(path, modes=_MODES, frame=path.stem, what="mask")
+            return decode(values, labels, path, path.stem)
+
+        images = root / "data" / video / "origin"
+        return Video(
+            name=video,
+            panoptic=lazy_frames(files, load),
+            label_space=labels,
+            frame_index=tuple(frame_number(p.stem, i) for i, p in enumerate(files)),
+            frame_names=tuple(p.stem for p in files),
+            rgb=rgb_frames(images if images.is_dir() else None, files),
+        )
+
+    def open_writer(
+        self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train"
+    ) -> VspwWriter:
+        default = self.default_label_space()
+        return VspwWriter(Path(root), split, label_space or default, default)
+
+
+class VspwWriter(DatasetWriter):
+    """Writes ``data/<video>/{mask,origin}/`` and adds the videos to ``<split>.txt`` on close."""
+
+    def __init__(self, root: Path, split: str, labels: LabelSpace, default: LabelSpace) -> None:
+        self.root, self.split, self.labels = root, split, labels
+        self.root.mkdir(parents=True, exist_ok=True)
+        save_label_space(root, labels, default)
+        self.names: list[str] = []
+        palette = np.zeros((256, 3), dtype=np.uint8)
+        for cat in labels.categories:
+            if cat.id + 1 < 255:
+                palette[cat.id + 1] = cat.color
+        self.palette = palette
+
+    def write(self, video: Video) -> None:
+        base = self.root / "data" / video.name
+        jobs = []
+        for i, name in enumerate(video.frame_names):
+            values = encode(np.asarray(video.panoptic[i]), self.labels, video.name, name)
+            jobs.append(partial(write_png, base / "mask" / f"{name}.png", values, palette=self.palette))
+            if video.rgb is not None:
+                jobs.append(partial(write_jpeg, base / "origin" / f"{name}.jpg", np.asarray(video.rgb[i])))
+        run_parallel(jobs)
+        self.names.append(video.name)
+
+    def close(self) -> None:
+        write_split_file(self.root / f"{self.split}.txt", self.names)
+
+
+VSPW = VspwFormat()
