@@ -16,7 +16,10 @@ from typing import Protocol
 from vpseg.core.labels import LabelSpace
 from vpseg.core.video import Video
 from vpseg.formats._common import DatasetWriter
+from vpseg.formats.cityscapes_vps import CITYSCAPES_VPS
+from vpseg.formats.coco_video import COCO_VIDEO, VIPSEG
 from vpseg.formats.step import KITTI_STEP, MOTCHALLENGE_STEP
+from vpseg.formats.viper import VIPER
 from vpseg.formats.vspw import VSPW
 
 __all__ = ["Format", "FORMATS", "get_format", "DatasetWriter"]
@@ -51,6 +54,10 @@ FORMATS: dict[str, Format] = {
     KITTI_STEP.name: KITTI_STEP,
     MOTCHALLENGE_STEP.name: MOTCHALLENGE_STEP,
     VSPW.name: VSPW,
+    VIPSEG.name: VIPSEG,
+    CITYSCAPES_VPS.name: CITYSCAPES_VPS,
+    VIPER.name: VIPER,
+    COCO_VIDEO.name: COCO_VIDEO,
 }
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "check_frame_sizes",
     "pick_frames",
     "resolve_label_space",
+    "saved_label_space",
     "save_label_space",
     "lazy_frames",
     "split_dir",
@@ -127,15 +128,18 @@ def split_dir(base: Path, split: str | None, what: str) -> Path:
     raise InputError(f"{what} holds splits {splits}; choose one with --split", path=base)
 
 
-def resolve_label_space(root: Path, given: LabelSpace | None, default: LabelSpace) -> LabelSpace:
-    """The label space given, else the one saved in the root, else the format's built-in one."""
-    if given is not None:
-        return given
+def saved_label_space(root: Path) -> LabelSpace | None:
+    """The label space recorded in a dataset root (or the two folders above it), if any."""
     for folder in (root, root.parent, root.parent.parent):
         saved = folder / LABEL_SPACE_FILE
         if saved.is_file():
             return load_label_space(saved)
-    return default
+    return None
+
+
+def resolve_label_space(root: Path, given: LabelSpace | None, default: LabelSpace) -> LabelSpace:
+    """The label space given, else the one saved in the root, else the format's built-in one."""
+    return given or saved_label_space(root) or default
 
 
 def save_label_space(root: Path, labels: LabelSpace, default: LabelSpace) -> None:

@@ -1,0 +1,210 @@
+"""Pieces shared by the COCO-panoptic-style video formats (VIPSeg, Cityscapes-VPS, VIPER, coco-video).
+
+On disk a frame is an RGB PNG whose pixel id is ``R + 256 G + 256² B`` (cocodataset/panopticapi
+``rgb2id``); id 0 is void. A JSON lists each frame's segments ``{id, category_id, iscrowd, area,
+bbox}``. Segment ids are arbitrary colours (panopticapi's ``IdGenerator``) that stay the same for
+one object through a video, so the track of a thing segment is its id within the video.
+
+vpseg turns a segment into ``semantic * label_divisor + instance``: stuff and crowd get instance 0;
+a thing gets its ``instance_id`` field when the JSON has one (vpseg writes it; official readers
+ignore unknown fields), else its rank of first appearance in the video (1, 2, ...), so track ids
+are unique per video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vpseg.core.labels import LabelSpace
+from vpseg.core.panoptic import PANOPTIC_DTYPE, segment_boxes
+from vpseg.errors import InputError
+from vpseg.formats._common import read_json
+from vpseg.formats._png import id_to_rgb, read_image, rgb_to_id
+
+__all__ = [
+    "Segment",
+    "segments_of",
+    "assign_tracks",
+    "decode_frame",
+    "encode_frame",
+    "SegmentIds",
+    "labels_from_categories",
+    "categories_json",
+    "load_json",
+]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One entry of ``segments_info``."""
+
+    id: int
+    category_id: int
+    iscrowd: bool
+    instance_id: int | None = None
+
+
+def segments_of(info: Iterable[Mapping[str, Any]], where: Path, frame: str) -> list[Segment]:
+    """Parse ``segments_info``; an entry without ``id`` or ``category_id`` is an input error."""
+    out = []
+    for seg in info:
+        try:
+            inst = seg.get("instance_id")
+            out.append(Segment(int(seg["id"]), int(seg["category_id"]),
+                               bool(seg.get("iscrowd", 0)), None if inst is None else int(inst)))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"segment {seg!r} needs integer 'id' and 'category_id'",
+                             path=where, frame=frame) from None
+    return out
+
+
+def assign_tracks(
+    frames: Sequence[Sequence[Segment]], labels: LabelSpace, where: Path
+) -> dict[int, int]:
+    """Segment id -> panoptic id for one video (see module docstring for the rule)."""
+    div = labels.label_divisor
+    mapping: dict[int, int] = {}
+    next_track = 1
+    used: set[int] = set()
+    explicit = {s.id: s.instance_id for f in frames for s in f if s.instance_id is not None}
+    used.update(v for v in explicit.values() if v)
+    for segments in frames:
+        for seg in segments:
+            if seg.id in mapping:
+                continue
+            if seg.category_id not in labels:
+                raise InputError(
+                    f"segment {seg.id} has category_id {seg.category_id}, not in label space "
+                    f"{labels.name!r}", path=where,
+                )
+            instance = 0
+            if labels.is_thing(seg.category_id) and not seg.iscrowd:
+                if seg.id in explicit:
+                    instance = explicit[seg.id] or 0
+                else:
+                    while next_track in used:
+                        next_track += 1
+                    instance = next_track
+                    used.add(instance)
+            elif seg.id in explicit:
+                instance = explicit[seg.id] or 0
+            if instance >= div:
+                raise InputError(f"segment {seg.id}: instance id {instance} does not fit below the "
+                                 f"label divisor {div}", path=where)
+            mapping[seg.id] = seg.category_id * div + instance
+    return mapping
+
+
+def decode_frame(
+    path: Path,
+    frame: str,
+    segments: Sequence[Segment],
+    to_panoptic: Mapping[int, int],
+    labels: LabelSpace,
+) -> np.ndarray:
+    """Read one RGB-id PNG and map its segment ids to ``(H, W)`` int32 panoptic ids."""
+    ids = rgb_to_id(read_image(path, modes=("RGB",), frame=frame, what="panoptic PNG"))
+    present, inverse = np.unique(ids, return_inverse=True)
+    listed = {s.id for s in segments}
+    void = labels.ignore_label * labels.label_divisor
+    values = np.empty(len(present), dtype=np.int64)
+    for i, seg_id in enumerate(present.tolist()):
+        if seg_id == 0:
+            values[i] = void
+        elif seg_id in listed:
+            values[i] = to_panoptic[seg_id]
+        else:
+            raise InputError(f"segment id {seg_id} is in the PNG but not in the JSON's "
+                             "segments_info", path=path, frame=frame)
+    return values[inverse.reshape(ids.shape)].astype(PANOPTIC_DTYPE)
+
+
+class SegmentIds:
+    """Deterministic segment ids for writing, like panopticapi's ``IdGenerator``: a stuff segment
+    gets its category colour, a thing track a jittered copy of it, never black and never a colour
+    already used in the video. One instance per video."""
+
+    def __init__(self, labels: LabelSpace) -> None:
+        self.labels = labels
+        self.by_panoptic: dict[int, int] = {}
+        self.taken: set[int] = {0}
+
+    def __call__(self, pan_id: int) -> int:
+        seg = self.by_panoptic.get(pan_id)
+        if seg is not None:
+            return seg
+        sem, inst = divmod(pan_id, self.labels.label_divisor)
+        base = np.array(self.labels[sem].color, dtype=np.int64)
+        rng = np.random.default_rng([sem, inst])
+        color = base
+        while int(rgb_to_id(color.astype(np.uint8)[None])[0]) in self.taken:
+            color = np.clip(base + rng.integers(-30, 31, 3), 0, 255)
+        seg = int(rgb_to_id(color.astype(np.uint8)[None])[0])
+        self.taken.add(seg)
+        self.by_panoptic[pan_id] = seg
+        return seg
+
+
+def encode_frame(
+    pan: np.ndarray, ids: SegmentIds, labels: LabelSpace, where: str, frame: str
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """``(H, W)`` panoptic ids -> (``(H, W, 3)`` uint8 RGB-id PNG, ``segments_info``)."""
+    pan = np.asarray(pan)
+    values, inverse, areas = np.unique(pan, return_inverse=True, return_counts=True)
+    div = labels.label_divisor
+    unknown = [int(v) // div for v in values if int(v) // div not in labels
+               and int(v) // div != labels.ignore_label]
+    if unknown:
+        raise InputError(f"class id {unknown[0]} is not in label space {labels.name!r}",
+                         path=where, frame=frame)
+    seg_ids = np.zeros(len(values), dtype=np.int64)
+    info = []
+    boxes = segment_boxes(pan)
+    for i, (value, area) in enumerate(zip(values.tolist(), areas.tolist(), strict=True)):
+        sem, inst = divmod(value, div)
+        if sem == labels.ignore_label:
+            continue
+        seg_ids[i] = ids(value)
+        x0, y0, x1, y1 = boxes[value]
+        entry: dict[str, Any] = {
+            "id": int(seg_ids[i]), "category_id": sem,
+            "iscrowd": int(labels.is_thing(sem) and inst == 0), "area": int(area),
+            "bbox": [x0, y0, x1 - x0, y1 - y0],
+        }
+        if inst:
+            entry["instance_id"] = inst
+        info.append(entry)
+    return id_to_rgb(seg_ids[inverse.reshape(pan.shape)]), info
+
+
+def labels_from_categories(
+    categories: Any, where: Path, builtin: LabelSpace | None
+) -> LabelSpace:
+    """The label space of a JSON's ``categories``; the built-in one when they agree."""
+    if not isinstance(categories, list):
+        raise InputError("expected a 'categories' list", path=where)
+    ignore = builtin.ignore_label if builtin else 255
+    divisor = builtin.label_divisor if builtin else 1000
+    labels = LabelSpace.from_json(
+        {"name": where.stem, "categories": categories, "ignore_label": ignore,
+         "label_divisor": divisor}, source=str(where),
+    )
+    if builtin is not None and [(c.id, c.name, c.isthing) for c in labels.categories] == [
+        (c.id, c.name, c.isthing) for c in builtin.categories
+    ]:
+        return builtin
+    return labels
+
+
+def categories_json(labels: LabelSpace) -> list[dict[str, Any]]:
+    return [{"id": c.id, "name": c.name, "isthing": int(c.isthing), "color": list(c.color)}
+            for c in labels.categories]
+
+
+def load_json(path: Path) -> Any:
+    return read_json(path, "JSON")

@@ -1,0 +1,246 @@
+"""COCO-style video panoptic layouts with one JSON for all videos: ``vipseg`` and ``coco-video``.
+
+VIPSeg (VIPSeg-Dataset/VIPSeg-Dataset: ``create_panoptic_video_labels.py``, ``splitjson.py``,
+``ClipPanoFCN/eval_vpq_vspw.py``)::
+
+    <root>/images/<video>/<frame>.jpg
+    <root>/panomasksRGB/<video>/<frame>.png        RGB ids (R + 256 G + 256² B), 0 = void
+    <root>/panoptic_gt_VIPSeg.json                 (or panoptic_gt_VIPSeg_<split>.json)
+    <root>/{train,val,test}.txt                    video names of each split
+
+    {"videos": [{"video_id", "images": [{"id", "width", "height", "file_name"}]}],
+     "annotations": [{"video_id", "annotations": [{"image_id", "file_name",
+                                                   "segments_info": [{"id", "category_id",
+                                                                      "iscrowd", "area"}]}]}],
+     "categories": [{"id": 0..123, "name", "isthing", "color"}]}
+
+Predictions (the official submission): ``<pred>/pan_pred/<video>/<frame>.png`` and
+``<pred>/pred.json`` = ``{"annotations": [{"video_id", "annotations": [{"file_name",
+"segments_info"}]}]}``; frames are matched to the ground truth by name, or by position (as the
+official script does) when the names do not match. ``coco-video`` is the same schema with the
+generic names ``panoptic/`` and ``panoptic.json`` and any label space (from the JSON).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vpseg._atomic import write_json
+from vpseg.core.labels import LabelSpace, get_label_space
+from vpseg.core.video import LazyFrames, Video
+from vpseg.errors import InputError
+from vpseg.formats._coco import (
+    Segment,
+    SegmentIds,
+    assign_tracks,
+    categories_json,
+    decode_frame,
+    encode_frame,
+    labels_from_categories,
+    load_json,
+    segments_of,
+)
+from vpseg.formats._common import (
+    DatasetWriter,
+    check_frame_sizes,
+    frame_number,
+    rgb_frames,
+    run_parallel,
+    saved_label_space,
+    write_split_file,
+)
+from vpseg.formats._png import write_jpeg, write_png
+
+__all__ = ["NestedCocoFormat", "VIPSEG", "COCO_VIDEO"]
+
+_Frames = list[tuple[str, list[Segment]]]
+
+
+@functools.lru_cache(maxsize=4)
+def _index(path: Path, mtime_ns: int) -> tuple[dict[str, list[tuple[str, list[Any]]]], Any]:
+    """video_id -> [(frame stem, segments_info)] and the categories (None for pred.json)."""
+    data = load_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise InputError("expected a JSON object with an 'annotations' list", path=path)
+    videos: dict[str, list[tuple[str, list[Any]]]] = {}
+    for entry in data["annotations"]:
+        try:
+            frames = [(Path(a["file_name"]).stem, a.get("segments_info", []))
+                      for a in entry["annotations"]]
+            videos[str(entry["video_id"])] = frames
+        except (KeyError, TypeError):
+            raise InputError("each annotation needs 'video_id' and 'annotations' with "
+                             "'file_name' and 'segments_info'", path=path) from None
+    return videos, data.get("categories")
+
+
+class NestedCocoFormat:
+    """A layout of per-video folders of RGB-id PNGs plus one nested video-panoptic JSON."""
+
+    holds_instances = True
+    annotation_stride = 1
+
+    def __init__(self, name: str, *, mask_dir: str, json_stem: str,
+                 label_space: str | None) -> None:
+        self.name = name
+        self.mask_dir = mask_dir
+        self.json_stem = json_stem
+        self._label_space = label_space
+
+    def default_label_space(self) -> LabelSpace:
+        if self._label_space is None:
+            raise InputError(f"{self.name} takes its categories from the JSON; none was found")
+        return get_label_space(self._label_space)
+
+    def _builtin(self) -> LabelSpace | None:
+        return None if self._label_space is None else get_label_space(self._label_space)
+
+    # -- locating files ---------------------------------------------------------------------
+    def _locate(self, root: Path, split: str | None) -> tuple[Path, Path, Path]:
+        """(folder of per-video PNG folders, JSON, dataset root)."""
+        if (root / "pan_pred").is_dir() and (root / "pred.json").is_file():
+            return root / "pan_pred", root / "pred.json", root
+        if (root / self.mask_dir).is_dir():
+            return root / self.mask_dir, self._pick_json(root, split), root
+        if root.is_dir() and any(root.glob(f"../{self.json_stem}*.json")):
+            return root, self._pick_json(root.parent, split), root.parent  # the mask folder itself
+        raise InputError(f"expected {self.mask_dir}/ and {self.json_stem}.json (ground truth) or "
+                         "pan_pred/ and pred.json (predictions)", path=root)
+
+    def _pick_json(self, folder: Path, split: str | None) -> Path:
+        names = [f"{self.json_stem}_{split}.json"] if split else []
+        names.append(f"{self.json_stem}.json")
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+        per_split = sorted(folder.glob(f"{self.json_stem}_*.json"))
+        if split is None and len(per_split) == 1:
+            return per_split[0]
+        raise InputError(f"no {' or '.join(names)} here"
+                         + (f" (found {[p.name for p in per_split]}; choose with --split)"
+                            if per_split else ""), path=folder)
+
+    def _videos(self, root: Path, split: str | None) -> tuple[dict[str, list[tuple[str, list[Any]]]], Any, Path, Path]:
+        masks, json_path, base = self._locate(root, split)
+        videos, categories = _index(json_path, json_path.stat().st_mtime_ns)
+        listed = base / f"{split}.txt"
+        if split and json_path.name in (f"{self.json_stem}.json", "pred.json") and listed.is_file():
+            wanted = set(listed.read_text().split())
+            videos = {k: v for k, v in videos.items() if k in wanted}
+        return videos, categories, masks, json_path
+
+    # -- the format interface -----------------------------------------------------------------
+    def list_videos(self, root: str | Path, *, split: str | None = None) -> list[str]:
+        return sorted(self._videos(Path(root), split)[0])
+
+    def read_video(
+        self,
+        root: str | Path,
+        video: str,
+        *,
+        split: str | None = None,
+        label_space: LabelSpace | None = None,
+        frame_names: Sequence[str] | None = None,
+    ) -> Video:
+        root = Path(root)
+        videos, categories, masks, json_path = self._videos(root, split)
+        if video not in videos:
+            raise InputError(f"missing video {video!r}", path=json_path)
+        if label_space is None and categories is not None:
+            label_space = labels_from_categories(categories, json_path, self._builtin())
+        labels = label_space or saved_label_space(root) or self._builtin()
+        if labels is None:
+            raise InputError("no categories in this JSON: give --label-space", path=json_path)
+        frames = _pick(videos[video], frame_names, masks / video, json_path)
+        parsed: _Frames = [(stem, segments_of(info, json_path, stem)) for stem, info in frames]
+        files = [masks / video / f"{stem}.png" for stem, _ in parsed]
+        check_frame_sizes(files, ("RGB",), "panoptic PNG")
+        to_panoptic = assign_tracks([segs for _, segs in parsed], labels, json_path)
+        loaders = [partial(decode_frame, f, stem, segs, to_panoptic, labels)
+                   for f, (stem, segs) in zip(files, parsed, strict=True)]
+        images = root / "images" / video
+        return Video(
+            name=video,
+            panoptic=LazyFrames(loaders),
+            label_space=labels,
+            frame_index=tuple(frame_number(stem, i) for i, (stem, _) in enumerate(parsed)),
+            frame_names=tuple(stem for stem, _ in parsed),
+            rgb=rgb_frames(images if images.is_dir() else None, files),
+        )
+
+    def open_writer(
+        self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train"
+    ) -> NestedCocoWriter:
+        labels = label_space or self.default_label_space()
+        return NestedCocoWriter(self, Path(root), split, labels)
+
+
+def _pick(
+    frames: list[tuple[str, list[Any]]], names: Sequence[str] | None, folder: Path, json_path: Path
+) -> list[tuple[str, list[Any]]]:
+    """The JSON's frames, or exactly ``names``: by name, else by position like the official
+    scripts when the counts agree but the JSON's file names differ."""
+    if names is None:
+        return frames
+    by_stem = dict(frames)
+    if all(n in by_stem for n in names):
+        return [(n, by_stem[n]) for n in names]
+    if len(frames) == len(names) and not any(n in by_stem for n in names):
+        return [(n, info) for n, (_, info) in zip(names, frames, strict=True)]
+    missing = next(n for n in names if n not in by_stem)
+    raise InputError(f"missing frame that the ground truth has (not in {json_path.name})",
+                     path=folder / f"{missing}.png", frame=missing)
+
+
+class NestedCocoWriter(DatasetWriter):
+    """Writes PNGs and images per video; the JSON (merged with one already there) on close."""
+
+    def __init__(self, fmt: NestedCocoFormat, root: Path, split: str, labels: LabelSpace) -> None:
+        self.fmt, self.root, self.split, self.labels = fmt, root, split, labels
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.videos: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+
+    def write(self, video: Video) -> None:
+        ids = SegmentIds(self.labels)
+        images, annotations, jobs = [], [], []
+        masks = self.root / self.fmt.mask_dir / video.name
+        for i, name in enumerate(video.frame_names):
+            pan = np.asarray(video.panoptic[i])
+            rgb_ids, info = encode_frame(pan, ids, self.labels, video.name, name)
+            jobs.append(partial(write_png, masks / f"{name}.png", rgb_ids))
+            if video.rgb is not None:
+                jobs.append(partial(write_jpeg, self.root / "images" / video.name / f"{name}.jpg",
+                                    np.asarray(video.rgb[i])))
+            images.append({"id": name, "width": pan.shape[1], "height": pan.shape[0],
+                           "file_name": f"{name}.png"})
+            annotations.append({"image_id": name, "file_name": f"{name}.png", "segments_info": info})
+        run_parallel(jobs)
+        self.videos.append({"video_id": video.name, "images": images})
+        self.annotations.append({"video_id": video.name, "annotations": annotations})
+
+    def close(self) -> None:
+        path = self.root / f"{self.fmt.json_stem}.json"
+        new = {v["video_id"] for v in self.videos}
+        old: dict[str, Any] = load_json(path) if path.is_file() else {}
+        if old and labels_from_categories(old.get("categories"), path, None).ids != self.labels.ids:
+            raise InputError("the JSON already there has other categories", path=path)
+        keep = [v for v in old.get("videos", []) if v.get("video_id") not in new]
+        keep_ann = [a for a in old.get("annotations", []) if a.get("video_id") not in new]
+        write_json(path, {"videos": keep + self.videos, "annotations": keep_ann + self.annotations,
+                          "categories": categories_json(self.labels)})
+        write_split_file(self.root / f"{self.split}.txt", [v["video_id"] for v in self.videos])
+
+
+#: VIPSeg (124 classes, 58 things), the layout of its official conversion scripts.
+VIPSEG = NestedCocoFormat("vipseg", mask_dir="panomasksRGB", json_stem="panoptic_gt_VIPSeg",
+                          label_space="vipseg")
+#: Generic COCO video panoptic: any label space, categories in ``panoptic.json``.
+COCO_VIDEO = NestedCocoFormat("coco-video", mask_dir="panoptic", json_stem="panoptic",
+                              label_space=None)
