@@ -78,6 +78,7 @@ def test_world_maps_onto_every_panoptic_label_space(name):
     labels = get_label_space(name)
     world = world_classes(labels)
     assert world.things and all(labels.is_thing(c) for c in world.things.values())
+    assert all(world.tracked(c) for c in world.things.values())
     assert all(not labels.is_thing(c) for c in world.stuff.values())
 
 
@@ -86,3 +87,13 @@ def test_config_validation():
         SynthConfig(difficulty=2.0)
     with pytest.raises(ValueError):
         SynthConfig(height=8)
+
+
+def test_semantic_only_label_space_gets_objects_without_ids():
+    labels = get_label_space("vspw")
+    world = world_classes(labels)
+    assert {"person", "car"} <= set(world.things) and not any(map(world.tracked, world.things.values()))
+    video = generate_video(SynthConfig(height=64, width=96, frames=3), labels, seed=0, index=0)
+    pans = np.stack(video.panoptic)
+    assert not (pans % 1000).any()
+    assert labels.by_name("person").id in set((pans // 1000).ravel().tolist())

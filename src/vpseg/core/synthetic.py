@@ -79,6 +79,10 @@ class WorldClasses:
 
     stuff: dict[str, int]
     things: dict[str, int]
+    thing_ids: frozenset[int] = frozenset()  # categories that carry instance ids
+
+    def tracked(self, category: int) -> bool:
+        return category in self.thing_ids
 
 
 def world_classes(labels: LabelSpace) -> WorldClasses:
@@ -94,14 +98,18 @@ def world_classes(labels: LabelSpace) -> WorldClasses:
         cat = cat or fallback
         if cat is not None:
             stuff[kind] = cat.id
+    # Objects become thing categories; in a semantic-only label space (VSPW) they keep their
+    # class and get no instance id.
+    semantic_only = not labels.thing_ids
     things: dict[str, int] = {}
     for kind, candidates in _THING_NAMES.items():
-        cat = next((names[n] for n in candidates if n in names and names[n].isthing), None)
+        cat = next((names[n] for n in candidates
+                    if n in names and (names[n].isthing or semantic_only)), None)
         if cat is not None:
             things[kind] = cat.id
     if not stuff or not things:
         raise ValueError(f"label space {labels.name!r} lacks stuff or thing classes for the world")
-    return WorldClasses(stuff=stuff, things=things)
+    return WorldClasses(stuff=stuff, things=things, thing_ids=frozenset(labels.thing_ids))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,8 +395,9 @@ def _paint_thing(
     colors = thing.colors[part[c - y0 : d - y0, a - x0 : b - x0]]
     shade = 1.0 - 0.25 * np.linspace(0, 1, d - c, dtype=np.float32)[:, None, None]
     img[c:d, a:b][m] = (colors * shade)[m]
-    instance = 0 if thing.crowd else thing.track
-    pan[c:d, a:b][m] = world.things[thing.kind] * div + instance
+    category = world.things[thing.kind]
+    instance = thing.track if world.tracked(category) and not thing.crowd else 0
+    pan[c:d, a:b][m] = category * div + instance
 
 
 def generate(

@@ -48,7 +48,7 @@ from vpseg.formats._common import (
     saved_label_space,
     split_dir,
 )
-from vpseg.formats._png import read_image, write_png
+from vpseg.formats._png import read_image, write_image, write_png
 
 __all__ = ["FlatNaming", "FlatCocoFormat"]
 
@@ -253,7 +253,7 @@ class FlatCocoWriter(DatasetWriter):
             mask_file = naming.mask_file(image_id)
             jobs.append(partial(write_png, out / "panoptic_video" / mask_file, rgb_ids))
             if video.rgb is not None:
-                jobs.append(partial(write_png, out / "img" / naming.image_file(image_id),
+                jobs.append(partial(write_image, out / "img" / naming.image_file(image_id),
                                     np.asarray(video.rgb[k])))
             self.images.append({"id": image_id, "file_name": naming.image_file(image_id),
                                 "width": pan.shape[1], "height": pan.shape[0]})

@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from vpseg._atomic import atomic_path
 from vpseg.errors import InputError
 
-__all__ = ["read_image", "image_size", "write_png", "write_jpeg", "rgb_to_id", "id_to_rgb"]
+__all__ = ["read_image", "image_size", "write_png", "write_jpeg", "write_image", "rgb_to_id", "id_to_rgb"]
 
 Image.MAX_IMAGE_PIXELS = None  # panoptic maps of large frames are legitimate
 
@@ -89,6 +89,14 @@ def write_jpeg(path: Path, array: np.ndarray, *, quality: int = 95) -> None:
     """Write an ``(H, W, 3)`` uint8 image as JPEG, atomically."""
     with atomic_path(path) as tmp:
         Image.fromarray(array).save(tmp, format="JPEG", quality=quality)
+
+
+def write_image(path: Path, rgb: np.ndarray) -> None:
+    """Write an RGB frame with the encoder its suffix asks for (JPEG or PNG), atomically."""
+    if Path(path).suffix.lower() in (".jpg", ".jpeg"):
+        write_jpeg(path, rgb)
+    else:
+        write_png(path, rgb)
 
 
 def rgb_to_id(rgb: np.ndarray) -> np.ndarray:
