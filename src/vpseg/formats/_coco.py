@@ -66,58 +66,59 @@ def segments_of(info: Iterable[Mapping[str, Any]], where: Path, frame: str) -> l
 def assign_tracks(
     frames: Sequence[Sequence[Segment]], labels: LabelSpace, where: Path
 ) -> dict[int, int]:
-    """Segment id -> panoptic id for one video (see module docstring for the rule)."""
-    div = labels.label_divisor
-    mapping: dict[int, int] = {}
+    """Segment id -> instance id for the thing segments of one video (module docstring).
+
+    Also checks every segment's category against ``labels``.
+    """
+    instances = {s.id: s.instance_id for f in frames for s in f if s.instance_id}
+    used = set(instances.values())
     next_track = 1
-    used: set[int] = set()
-    explicit = {s.id: s.instance_id for f in frames for s in f if s.instance_id is not None}
-    used.update(v for v in explicit.values() if v)
     for segments in frames:
         for seg in segments:
-            if seg.id in mapping:
-                continue
             if seg.category_id not in labels:
                 raise InputError(
                     f"segment {seg.id} has category_id {seg.category_id}, not in label space "
                     f"{labels.name!r}", path=where,
                 )
-            instance = 0
-            if labels.is_thing(seg.category_id) and not seg.iscrowd:
-                if seg.id in explicit:
-                    instance = explicit[seg.id] or 0
-                else:
-                    while next_track in used:
-                        next_track += 1
-                    instance = next_track
-                    used.add(instance)
-            elif seg.id in explicit:
-                instance = explicit[seg.id] or 0
-            if instance >= div:
-                raise InputError(f"segment {seg.id}: instance id {instance} does not fit below the "
-                                 f"label divisor {div}", path=where)
-            mapping[seg.id] = seg.category_id * div + instance
-    return mapping
+            if seg.id in instances or seg.iscrowd or not labels.is_thing(seg.category_id):
+                continue
+            while next_track in used:
+                next_track += 1
+            instances[seg.id] = next_track
+            used.add(next_track)
+    too_big = [i for i in instances.values() if i >= labels.label_divisor]
+    if too_big:
+        raise InputError(f"instance id {too_big[0]} does not fit below the label divisor "
+                         f"{labels.label_divisor}", path=where)
+    return instances
 
 
 def decode_frame(
     path: Path,
     frame: str,
     segments: Sequence[Segment],
-    to_panoptic: Mapping[int, int],
+    instances: Mapping[int, int],
     labels: LabelSpace,
 ) -> np.ndarray:
-    """Read one RGB-id PNG and map its segment ids to ``(H, W)`` int32 panoptic ids."""
+    """Read one RGB-id PNG and map its segment ids to ``(H, W)`` int32 panoptic ids.
+
+    The class comes from this frame's ``segments_info`` (a track may change class), the
+    instance from ``instances``; crowd and stuff segments get instance 0.
+    """
     ids = rgb_to_id(read_image(path, modes=("RGB",), frame=frame, what="panoptic PNG"))
     present, inverse = np.unique(ids, return_inverse=True)
-    listed = {s.id for s in segments}
-    void = labels.ignore_label * labels.label_divisor
+    div = labels.label_divisor
+    table = {}
+    for seg in segments:
+        thing = labels.is_thing(seg.category_id) and not seg.iscrowd
+        instance = instances.get(seg.id, 0) if thing else (seg.instance_id or 0)
+        table[seg.id] = seg.category_id * div + instance
     values = np.empty(len(present), dtype=np.int64)
     for i, seg_id in enumerate(present.tolist()):
         if seg_id == 0:
-            values[i] = void
-        elif seg_id in listed:
-            values[i] = to_panoptic[seg_id]
+            values[i] = labels.ignore_label * div
+        elif seg_id in table:
+            values[i] = table[seg_id]
         else:
             raise InputError(f"segment id {seg_id} is in the PNG but not in the JSON's "
                              "segments_info", path=path, frame=frame)
