@@ -78,3 +78,18 @@ def test_convert_to_vspw_needs_semantic_only(kitti_root, tmp_path, capsys):
     b = vspw.read_video(dst, "0001")
     for pa, pb in zip(a.panoptic, b.panoptic, strict=True):
         assert np.array_equal(pa // 1000, pb // 1000) and not (pb % 1000).any()
+
+
+def test_synth_coco_video_with_a_custom_label_space(tmp_path, capsys):
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"categories": [
+        {"id": 1, "name": "sky"}, {"id": 2, "name": "road"}, {"id": 7, "name": "person", "isthing": 1}]}))
+    out = tmp_path / "coco"
+    assert main(["synth", str(out), "--format", "coco-video", "--videos", "1", "--frames", "2"]) == 2
+    assert "--label-space" in capsys.readouterr().err
+    assert main(["synth", str(out), "--format", "coco-video", "--videos", "1", "--frames", "2",
+                 "--height", "48", "--width", "64", "--label-space", str(labels)]) == 0
+    video = get_format("coco-video").read_video(out, "0000")
+    assert video.label_space.ids == (1, 2, 7)
+    classes = set(np.unique(np.stack(video.panoptic) // 1000).tolist())
+    assert classes <= {1, 2, 7, 255} and 7 in classes

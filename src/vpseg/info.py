@@ -23,7 +23,8 @@ class VideoStats:
     """Counts of one video; ``tracks`` maps thing panoptic id -> annotated frames it covers."""
 
     name: str
-    frames: int = 0
+    frames: int = 0  # annotated frames
+    total_frames: int = 0  # all frames of the video, annotated or not (best known)
     pixels: int = 0
     void_pixels: int = 0
     masks: int = 0
@@ -37,6 +38,10 @@ def summarize_video(video: Video) -> VideoStats:
     labels = video.label_space
     thing_lut = labels.thing_lut()
     stats = VideoStats(name=video.name)
+    if video.all_rgb is not None:
+        stats.total_frames = len(video.all_rgb)
+    elif video.frame_index:
+        stats.total_frames = max(video.frame_index) - min(video.frame_index) + 1
     for pan in video.panoptic:
         pan = np.asarray(pan)
         ids, counts = np.unique(pan, return_counts=True)
@@ -71,6 +76,7 @@ class DatasetSummary:
         return {
             "label_space": self.labels.name,
             "videos": len(self.videos),
+            "frames": sum(max(v.total_frames, v.frames) for v in self.videos),
             "annotated_frames": frames,
             "resolutions": sizes,
             "classes_present": len(classes),
@@ -87,7 +93,8 @@ class DatasetSummary:
                 for c, n in sorted(classes.items())
             },
             "per_video": {
-                v.name: {"frames": v.frames, "thing_instances": len(v.tracks)} for v in self.videos
+                v.name: {"annotated_frames": v.frames, "thing_instances": len(v.tracks)}
+                for v in self.videos
             },
         }
 
@@ -101,6 +108,7 @@ def format_table(summary: dict[str, Any]) -> str:
     rows = [
         ("label space", summary["label_space"]),
         ("videos", summary["videos"]),
+        ("frames", summary["frames"]),
         ("annotated frames", summary["annotated_frames"]),
         ("resolution(s)", ", ".join(summary["resolutions"])),
         ("classes present", f"{summary['classes_present']} of {summary['classes_total']}"),

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from vpseg._atomic import write_json
 from vpseg.core.labels import LabelSpace, load_label_space
-from vpseg.core.synthetic import SynthConfig, generate
+from vpseg.core.synthetic import SynthConfig, generate, world_classes
 from vpseg.core.video import Video
 from vpseg.errors import InputError
 from vpseg.formats import FORMATS, Format, get_format
@@ -54,9 +54,13 @@ def _videos(fmt: Format, root: str, split: str | None, labels: LabelSpace | None
 
 
 def synthesize(out: Path, fmt: Format, cfg: SynthConfig, *, videos: int, seed: int,
-               split: str) -> None:
+               split: str, labels: LabelSpace | None = None) -> None:
     """Write ``videos`` synthetic videos into ``out`` in ``fmt``'s layout and label space."""
-    labels = fmt.default_label_space()
+    labels = labels or fmt.default_label_space()
+    try:
+        world_classes(labels)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
     stride = fmt.annotation_stride
     with fmt.open_writer(out, label_space=labels, split=split) as writer:
         for video in tqdm(generate(cfg, labels, seed=seed, videos=videos), total=videos,
@@ -90,7 +94,8 @@ def synth(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise InputError(str(exc)) from None
     start = time.perf_counter()
-    synthesize(Path(args.out), fmt, cfg, videos=args.videos, seed=args.seed, split=args.split)
+    synthesize(Path(args.out), fmt, cfg, videos=args.videos, seed=args.seed, split=args.split,
+               labels=_labels(args.label_space))
     print(f"wrote {args.videos} videos x {args.frames} frames ({args.height}x{args.width}) "
           f"in {fmt.name} layout to {args.out} in {time.perf_counter() - start:.1f} s")
     return 0

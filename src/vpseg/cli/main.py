@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--objects", type=int, default=10, help="thing tracks per video")
     p.add_argument("--difficulty", type=float, default=0.5, help="0 (easy) .. 1 (hard)")
     p.add_argument("--split", default="train")
+    p.add_argument("--label-space", help="label space JSON (default: the format's own; world "
+                   "classes are matched by category name)")
     p.set_defaults(func=commands.synth)
 
     p = sub.add_parser("info", help="summarise a data set (videos, frames, classes, tracks)")

@@ -95,7 +95,8 @@ class NestedCocoFormat:
 
     def default_label_space(self) -> LabelSpace:
         if self._label_space is None:
-            raise InputError(f"{self.name} takes its categories from the JSON; none was found")
+            raise InputError(f"{self.name} has no built-in label space: its categories come "
+                             "from the JSON (give --label-space FILE)")
         return get_label_space(self._label_space)
 
     def _builtin(self) -> LabelSpace | None:
