@@ -19,17 +19,22 @@ from vpseg.errors import InputError
 from vpseg.formats._png import image_size, read_image
 
 __all__ = [
-    "LABEL_SPACE_FILE",
     "DatasetWriter",
+    "LABEL_SPACE_FILE",
+    "check_frame_sizes",
     "frame_files",
     "frame_number",
-    "check_frame_sizes",
-    "pick_frames",
-    "resolve_label_space",
-    "saved_label_space",
-    "save_label_space",
     "lazy_frames",
+    "pick_frames",
+    "read_json",
+    "resolve_label_space",
+    "rgb_frames",
+    "run_parallel",
+    "save_label_space",
+    "saved_label_space",
     "split_dir",
+    "video_from_files",
+    "write_split_file",
 ]
 
 #: Written into a dataset root when its label space is not the format's built-in one.
@@ -191,3 +196,22 @@ def write_split_file(path: Path, names: Sequence[str]) -> None:
     existing = path.read_text().split() if path.is_file() else []
     merged = list(dict.fromkeys([*existing, *names]))
     write_text(path, "".join(f"{n}\n" for n in merged))
+
+
+def video_from_files(
+    name: str,
+    files: Sequence[Path],
+    load: Callable[[Path], np.ndarray],
+    labels: LabelSpace,
+    images: Path | None,
+) -> Video:
+    """A lazily decoded video of one label file per frame, frame indices from the file names,
+    RGB frames from ``images`` when that folder has every frame."""
+    return Video(
+        name=name,
+        panoptic=lazy_frames(files, load),
+        label_space=labels,
+        frame_index=tuple(frame_number(p.stem, i) for i, p in enumerate(files)),
+        frame_names=tuple(p.stem for p in files),
+        rgb=rgb_frames(images, files),
+    )

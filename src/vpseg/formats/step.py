@@ -26,14 +26,12 @@ from vpseg.formats._common import (
     DatasetWriter,
     check_frame_sizes,
     frame_files,
-    frame_number,
-    lazy_frames,
     pick_frames,
     resolve_label_space,
-    rgb_frames,
     run_parallel,
     save_label_space,
     split_dir,
+    video_from_files,
 )
 from vpseg.formats._png import read_image, write_png
 
@@ -148,14 +146,8 @@ class StepFormat:
             rgb = read_image(path, modes=("RGB",), frame=path.stem, what="panoptic map")
             return decode(rgb, labels, path, path.stem)
 
-        return Video(
-            name=video,
-            panoptic=lazy_frames(files, load),
-            label_space=labels,
-            frame_index=tuple(frame_number(p.stem, i) for i, p in enumerate(files)),
-            frame_names=tuple(p.stem for p in files),
-            rgb=rgb_frames(_video_dir(image_dir(root, split), video), files),
-        )
+        return video_from_files(video, files, load, labels,
+                                _video_dir(image_dir(root, split), video))
 
     def open_writer(
         self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train"

@@ -28,13 +28,11 @@ from vpseg.formats._common import (
     DatasetWriter,
     check_frame_sizes,
     frame_files,
-    frame_number,
-    lazy_frames,
     pick_frames,
     resolve_label_space,
-    rgb_frames,
     run_parallel,
     save_label_space,
+    video_from_files,
     write_split_file,
 )
 from vpseg.formats._png import read_image, write_jpeg, write_png
@@ -136,14 +134,7 @@ class VspwFormat:
             return decode(values, labels, path, path.stem)
 
         images = root / "data" / video / "origin"
-        return Video(
-            name=video,
-            panoptic=lazy_frames(files, load),
-            label_space=labels,
-            frame_index=tuple(frame_number(p.stem, i) for i, p in enumerate(files)),
-            frame_names=tuple(p.stem for p in files),
-            rgb=rgb_frames(images if images.is_dir() else None, files),
-        )
+        return video_from_files(video, files, load, labels, images if images.is_dir() else None)
 
     def open_writer(
         self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train"
