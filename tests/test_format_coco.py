@@ -181,3 +181,17 @@ def test_cityscapes_vps_submission(tmp_path):
     (pred / "pred.json").write_text(json.dumps({"annotations": [{"segments_info": []}]}))
     with pytest.raises(InputError, match="pred.json: pred.json must list one annotation per"):
         CITY.list_videos(pred)
+
+
+@pytest.mark.parametrize("fmt_name", ["vipseg", "cityscapes-vps"])
+def test_interrupted_writer_leaves_no_json(tmp_path, fmt_name):
+    from vpseg.core.video import Video
+
+    fmt = get_format(fmt_name)
+    labels = fmt.default_label_space()
+    good = np.zeros((2, 2), dtype=np.int32)
+    bad = np.full((2, 2), 200000, dtype=np.int32)  # class 200 is in neither label space
+    with pytest.raises(InputError, match=r"\(frame 000001\): class id 200"):
+        with fmt.open_writer(tmp_path, split="val") as writer:
+            writer.write(Video(name="0001", panoptic=[good, bad], label_space=labels))
+    assert not list(tmp_path.glob("*.json"))
