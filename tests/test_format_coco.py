@@ -195,3 +195,22 @@ def test_interrupted_writer_leaves_no_json(tmp_path, fmt_name):
         with fmt.open_writer(tmp_path, split="val") as writer:
             writer.write(Video(name="0001", panoptic=[good, bad], label_space=labels))
     assert not list(tmp_path.glob("*.json"))
+
+
+def test_vipseg_raw_download_golden(tmp_path):
+    """Raw panomasks: 0 void, 1..124 stuff (1-based), class*100 + k things (k from 0)."""
+    video = "127_-hIVCYO4C90"
+    path = tmp_path / "panomasks" / video / "00000166.png"
+    path.parent.mkdir(parents=True)
+    raw = np.array([[0, 1, 6100], [6101, 124, 6100]], dtype=np.uint16)
+    Image.fromarray(raw).save(path)  # 16-bit greyscale
+    (tmp_path / "val.txt").write_text(video + "\n")
+    assert VIPSEG.list_videos(tmp_path, split="val") == [video]
+    got = VIPSEG.read_video(tmp_path, video)
+    # wall is raw 1 -> class 0; person raw 61 -> class 60, instances 0, 1 -> 1, 2
+    assert got.panoptic[0].tolist() == [[255000, 0, 60001], [60002, 123000, 60001]]
+    # and it converts to the official COCO layout
+    with VIPSEG.open_writer(tmp_path / "coco", split="val") as writer:
+        writer.write(got)
+    back = VIPSEG.read_video(tmp_path / "coco", video, split="val")
+    assert np.array_equal(back.panoptic[0], got.panoptic[0])

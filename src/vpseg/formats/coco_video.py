@@ -17,7 +17,9 @@ VIPSeg (VIPSeg-Dataset/VIPSeg-Dataset: ``create_panoptic_video_labels.py``, ``sp
 Predictions (the official submission): ``<pred>/pan_pred/<video>/<frame>.png`` and
 ``<pred>/pred.json`` = ``{"annotations": [{"video_id", "annotations": [{"file_name",
 "segments_info"}]}]}``; frames are matched to the ground truth by name, or by position (as the
-official script does) when the names do not match. ``coco-video`` is the same schema with the
+official script does) when the names do not match. The ``vipseg`` reader also reads the raw
+download (``imgs/``, ``panomasks/``; see ``_vipseg_raw``), so ``vpseg convert`` can replace the
+official conversion scripts. ``coco-video`` is the same schema with the
 generic names ``panoptic/`` and ``panoptic.json`` and any label space (from the JSON).
 """
 
@@ -35,6 +37,7 @@ from vpseg._atomic import write_json
 from vpseg.core.labels import LabelSpace, get_label_space
 from vpseg.core.video import LazyFrames, Video
 from vpseg.errors import InputError
+from vpseg.formats import _vipseg_raw
 from vpseg.formats._coco import (
     Segment,
     SegmentIds,
@@ -87,8 +90,9 @@ class NestedCocoFormat:
     annotation_stride = 1
 
     def __init__(self, name: str, *, mask_dir: str, json_stem: str,
-                 label_space: str | None) -> None:
+                 label_space: str | None, raw: bool = False) -> None:
         self.name = name
+        self.raw = raw  # also read VIPSeg's raw download (``vpseg.formats._vipseg_raw``)
         self.mask_dir = mask_dir
         self.json_stem = json_stem
         self._label_space = label_space
@@ -138,6 +142,8 @@ class NestedCocoFormat:
 
     # -- the format interface -----------------------------------------------------------------
     def list_videos(self, root: str | Path, *, split: str | None = None) -> list[str]:
+        if self.raw and _vipseg_raw.is_raw(Path(root)):
+            return _vipseg_raw.list_videos(Path(root), split)
         return sorted(self._videos(Path(root), split)[0])
 
     def read_video(
@@ -150,6 +156,9 @@ class NestedCocoFormat:
         frame_names: Sequence[str] | None = None,
     ) -> Video:
         root = Path(root)
+        if self.raw and _vipseg_raw.is_raw(root):
+            raw_labels = label_space or saved_label_space(root) or self.default_label_space()
+            return _vipseg_raw.read_video(root, video, raw_labels, frame_names)
         videos, categories, masks, json_path = self._videos(root, split)
         if video not in videos:
             raise InputError(f"missing video {video!r}", path=json_path)
@@ -241,7 +250,7 @@ class NestedCocoWriter(DatasetWriter):
 
 #: VIPSeg (124 classes, 58 things), the layout of its official conversion scripts.
 VIPSEG = NestedCocoFormat("vipseg", mask_dir="panomasksRGB", json_stem="panoptic_gt_VIPSeg",
-                          label_space="vipseg")
+                          label_space="vipseg", raw=True)
 #: Generic COCO video panoptic: any label space, categories in ``panoptic.json``.
 COCO_VIDEO = NestedCocoFormat("coco-video", mask_dir="panoptic", json_stem="panoptic",
                               label_space=None)

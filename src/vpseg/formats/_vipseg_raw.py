@@ -1,0 +1,85 @@
+"""VIPSeg's raw download, before the official COCO conversion (VIPSeg-Dataset README)::
+
+    <root>/imgs/<video>/<frame>.jpg
+    <root>/panomasks/<video>/<frame>.png   one integer per pixel: 0 void, 1..124 a stuff class,
+                                           class * 100 + k a thing instance (classes 1-based)
+
+vpseg reads it into the same ids as the converted layout: class ``c - 1`` (0..123), and for a
+thing instance ``k + 1`` (raw instance numbers start at 0; 0 is vpseg's stuff/crowd instance).
+A raw value names one object through its video, as the conversion script assumes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vpseg.core.labels import LabelSpace
+from vpseg.core.panoptic import PANOPTIC_DTYPE
+from vpseg.core.video import Video
+from vpseg.errors import InputError
+from vpseg.formats._common import (
+    check_frame_sizes,
+    frame_files,
+    pick_frames,
+    video_from_files,
+)
+from vpseg.formats._png import read_image
+
+__all__ = ["is_raw", "list_videos", "read_video", "decode"]
+
+_MODES = ("I;16", "I;16B", "I", "L", "P")
+_THING_FROM = 125  # raw values >= 125 are things (README: "larger than 124")
+
+
+def is_raw(root: Path) -> bool:
+    return (root / "panomasks").is_dir() and not (root / "panomasksRGB").is_dir()
+
+
+def list_videos(root: Path, split: str | None) -> list[str]:
+    videos = sorted(p.name for p in (root / "panomasks").iterdir()
+                    if p.is_dir() and frame_files(p, (".png",)))
+    if split is not None:
+        listed = root / f"{split}.txt"
+        if not listed.is_file():
+            raise InputError(f"no split file for split {split!r}", path=listed)
+        wanted = set(listed.read_text().split())
+        videos = [v for v in videos if v in wanted]
+    return videos
+
+
+def decode(raw: np.ndarray, labels: LabelSpace, path: Path, frame: str) -> np.ndarray:
+    """``(H, W)`` raw values -> ``(H, W)`` int32 panoptic ids (see module docstring)."""
+    raw = raw.astype(np.int64)
+    thing = raw >= _THING_FROM
+    category = np.where(thing, raw // 100, raw) - 1
+    instance = np.where(thing, raw % 100 + 1, 0)
+    void = raw == 0
+    present = np.unique(category[~void])
+    bad = [int(c) for c in present if c not in labels]
+    if bad:
+        raise InputError(f"raw value for class {bad[0] + 1} is not in label space {labels.name!r}",
+                         path=path, frame=frame)
+    pan = category * labels.label_divisor + instance
+    pan[void] = labels.ignore_label * labels.label_divisor
+    return pan.astype(PANOPTIC_DTYPE)
+
+
+def read_video(root: Path, video: str, labels: LabelSpace,
+               frame_names: Sequence[str] | None) -> Video:
+    folder = root / "panomasks" / video
+    if not folder.is_dir():
+        raise InputError(f"missing video {video!r}", path=folder)
+    files = pick_frames(frame_files(folder, (".png",)), frame_names, folder, ".png")
+    if not files:
+        raise InputError("no PNG masks in video folder", path=folder)
+    check_frame_sizes(files, _MODES, "raw panoptic mask")
+
+    def load(path: Path) -> np.ndarray:
+        raw = read_image(path, modes=_MODES, frame=path.stem, what="raw panoptic mask")
+        return decode(raw, labels, path, path.stem)
+
+    images = root / "imgs" / video
+    return video_from_files(video, files, load, labels, images if images.is_dir() else None)
