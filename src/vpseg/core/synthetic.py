@@ -208,9 +208,10 @@ def _occluders(cfg: SynthConfig, rng: np.random.Generator, canvas_w: int, horizo
     for _ in range(n_poles):
         px = int(rng.uniform(0.1, 0.9) * canvas_w)
         out.append(("pole", px, px + max(3, cfg.width // 60), int(0.1 * cfg.height)))
-    if rng.uniform() < 0.4 + 0.6 * cfg.difficulty:  # a hedge that hides things for a while
-        hx = int(rng.uniform(0.2, 0.7) * canvas_w)
-        width = int(rng.uniform(0.1, 0.16) * cfg.width)
+    n_hedges = int(rng.uniform() < 0.4 + 1.2 * cfg.difficulty) + int(rng.uniform() < cfg.difficulty)
+    for _ in range(n_hedges):  # hedges hide things for a while; they come back with their id
+        hx = int(rng.uniform(0.15, 0.75) * canvas_w)
+        width = int(rng.uniform(0.12, 0.2) * cfg.width)
         out.append(("vegetation", hx, hx + width, horizon - int(0.05 * cfg.height)))
     return out
 
@@ -274,7 +275,8 @@ def _palette(kind: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def _spawn(
-    cfg: SynthConfig, rng: np.random.Generator, world: WorldClasses, horizon: int, canvas_w: int
+    cfg: SynthConfig, rng: np.random.Generator, world: WorldClasses, horizon: int, canvas_w: int,
+    cam0: float,
 ) -> list[_Thing]:
     kinds = [k for k in _THING_NAMES if k in world.things]
     weights = np.array([_THING_WEIGHT[k] for k in kinds], dtype=float)
@@ -288,14 +290,18 @@ def _spawn(
         fw, fh = _THING_SIZE[kind]
         bw, bh = max(6, int(fw * cfg.width * size * 0.7)), max(8, int(fh * h * size * 1.2))
         speed = _THING_SPEED[kind] * scale_w * (0.5 + cfg.difficulty) * rng.uniform(0.5, 1.5)
-        x = rng.uniform(0, cfg.width) + rng.uniform(0, canvas_w - cfg.width)
+        direction = rng.choice([-1, 1])
+        if track % 3 == 0:  # starts half out of view, walking out: it leaves and comes back
+            x = cam0 + (cfg.width + 0.2 * bw if direction > 0 else -0.2 * bw)
+        else:
+            x = cam0 + rng.uniform(0, cfg.width)
         things.append(
-            _Thing(kind, track, x, foot, speed * rng.choice([-1, 1]), rng.uniform(-0.3, 0.3),
+            _Thing(kind, track, x, foot, speed * direction, rng.uniform(-0.3, 0.3),
                    bw, bh, _palette(kind, rng).astype(np.float32))
         )
     if "person" in world.things and rng.uniform() < 0.5 * cfg.difficulty:
         # a far-away crowd: thing pixels without individual ids (instance 0)
-        cx = rng.uniform(0, canvas_w)
+        cx = cam0 + rng.uniform(0.1, 0.9) * cfg.width
         for _ in range(int(rng.integers(4, 8))):
             things.append(
                 _Thing("person", 0, cx + rng.uniform(-25, 25) * scale_w,
@@ -310,7 +316,7 @@ def _step(thing: _Thing, cam_x: float, cfg: SynthConfig, horizon: int) -> None:
     """Move one frame; turn around a little outside the view so objects leave and come back."""
     thing.x += thing.vx
     thing.y = float(np.clip(thing.y + thing.vy, horizon + 0.1 * cfg.height, cfg.height - 2))
-    margin = 0.5 * thing.w + 0.12 * cfg.width
+    margin = 0.5 * thing.w + 0.03 * cfg.width
     if thing.x < cam_x - margin and thing.vx < 0 or thing.x > cam_x + cfg.width + margin and thing.vx > 0:
         thing.vx = -thing.vx
     if thing.y in (horizon + 0.1 * cfg.height, cfg.height - 2):
@@ -340,7 +346,7 @@ def generate_video(
     canvas_rgb = np.take_along_axis(textures, grid[None, :, :, None].astype(np.int64), 0)[0]
     canvas_sem = stuff_ids[grid]
     occluders = _occluders(cfg, rng, canvas_w, horizon)
-    things = _spawn(cfg, rng, world, horizon, canvas_w)
+    things = _spawn(cfg, rng, world, horizon, canvas_w, cam0)
     shapes = {id(t): _thing_shape(t.kind, t.h, t.w) for t in things}
     noise_sigma = 2.0 + 8.0 * cfg.difficulty
     div, ignore = labels.label_divisor, labels.ignore_label
