@@ -113,7 +113,7 @@ class NestedCocoFormat:
             return root / "pan_pred", root / "pred.json", root
         if (root / self.mask_dir).is_dir():
             return root / self.mask_dir, self._pick_json(root, split), root
-        if root.is_dir() and any(root.glob(f"../{self.json_stem}*.json")):
+        if root.is_dir() and any(root.parent.glob(f"{self.json_stem}*.json")):
             return root, self._pick_json(root.parent, split), root.parent  # the mask folder itself
         raise InputError(f"expected {self.mask_dir}/ and {self.json_stem}.json (ground truth) or "
                          "pan_pred/ and pred.json (predictions)", path=root)
