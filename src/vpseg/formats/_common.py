@@ -24,6 +24,7 @@ __all__ = [
     "check_frame_sizes",
     "frame_files",
     "frame_number",
+    "label_files",
     "lazy_frames",
     "pick_frames",
     "read_json",
@@ -91,6 +92,23 @@ def pick_frames(
             raise InputError("missing frame that the ground truth has", path=folder / f"{name}{suffix}", frame=name)
         picked.append(path)
     return picked
+
+
+def label_files(
+    folder: Path,
+    video: str,
+    frame_names: Sequence[str] | None,
+    modes: Sequence[str],
+    what: str,
+) -> list[Path]:
+    """The PNG label files of one video folder (or exactly ``frame_names``), headers checked."""
+    if not folder.is_dir():
+        raise InputError(f"missing video {video!r}", path=folder)
+    files = pick_frames(frame_files(folder, (".png",)), frame_names, folder, ".png")
+    if not files:
+        raise InputError(f"no PNG {what}s in video folder", path=folder)
+    check_frame_sizes(files, modes, what)
+    return files
 
 
 def check_frame_sizes(

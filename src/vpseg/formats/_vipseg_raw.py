@@ -21,9 +21,8 @@ from vpseg.core.panoptic import PANOPTIC_DTYPE
 from vpseg.core.video import Video
 from vpseg.errors import InputError
 from vpseg.formats._common import (
-    check_frame_sizes,
     frame_files,
-    pick_frames,
+    label_files,
     video_from_files,
 )
 from vpseg.formats._png import read_image
@@ -69,13 +68,7 @@ def decode(raw: np.ndarray, labels: LabelSpace, path: Path, frame: str) -> np.nd
 
 def read_video(root: Path, video: str, labels: LabelSpace,
                frame_names: Sequence[str] | None) -> Video:
-    folder = root / "panomasks" / video
-    if not folder.is_dir():
-        raise InputError(f"missing video {video!r}", path=folder)
-    files = pick_frames(frame_files(folder, (".png",)), frame_names, folder, ".png")
-    if not files:
-        raise InputError("no PNG masks in video folder", path=folder)
-    check_frame_sizes(files, _MODES, "raw panoptic mask")
+    files = label_files(root / "panomasks" / video, video, frame_names, _MODES, "raw panoptic mask")
 
     def load(path: Path) -> np.ndarray:
         raw = read_image(path, modes=_MODES, frame=path.stem, what="raw panoptic mask")

@@ -24,9 +24,8 @@ from vpseg.core.video import Video
 from vpseg.errors import InputError
 from vpseg.formats._common import (
     DatasetWriter,
-    check_frame_sizes,
     frame_files,
-    pick_frames,
+    label_files,
     resolve_label_space,
     run_parallel,
     save_label_space,
@@ -134,13 +133,7 @@ class StepFormat:
         root = Path(root)
         base = label_dir(root, split)
         labels = resolve_label_space(root, label_space, self.default_label_space())
-        folder = base / video
-        if not folder.is_dir():
-            raise InputError(f"missing video {video!r}", path=folder)
-        files = pick_frames(frame_files(folder, _PNG), frame_names, folder, ".png")
-        if not files:
-            raise InputError("no PNG frames in video folder", path=folder)
-        check_frame_sizes(files, ("RGB",), "panoptic map")
+        files = label_files(base / video, video, frame_names, ("RGB",), "panoptic map")
 
         def load(path: Path) -> np.ndarray:
             rgb = read_image(path, modes=("RGB",), frame=path.stem, what="panoptic map")

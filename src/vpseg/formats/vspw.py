@@ -26,9 +26,8 @@ from vpseg.core.video import Video
 from vpseg.errors import InputError
 from vpseg.formats._common import (
     DatasetWriter,
-    check_frame_sizes,
     frame_files,
-    pick_frames,
+    label_files,
     resolve_label_space,
     run_parallel,
     save_label_space,
@@ -121,13 +120,7 @@ class VspwFormat:
     ) -> Video:
         root = Path(root)
         labels = resolve_label_space(root, label_space, self.default_label_space())
-        folder = _mask_dir(root, video)
-        if not folder.is_dir():
-            raise InputError(f"missing video {video!r}", path=folder)
-        files = pick_frames(frame_files(folder, (".png",)), frame_names, folder, ".png")
-        if not files:
-            raise InputError("no PNG masks in video folder", path=folder)
-        check_frame_sizes(files, _MODES, "mask")
+        files = label_files(_mask_dir(root, video), video, frame_names, _MODES, "mask")
 
         def load(path: Path) -> np.ndarray:
             values = read_image(path, modes=_MODES, frame=path.stem, what="mask")
