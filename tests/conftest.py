@@ -9,8 +9,7 @@ from vpseg.core.labels import LabelSpace
 from vpseg.core.video import Video
 
 
-@pytest.fixture
-def tiny_labels() -> LabelSpace:
+def make_tiny_labels() -> LabelSpace:
     """road (0, stuff), sky (1, stuff), person (2, thing), car (3, thing); ignore 255, div 1000."""
     return LabelSpace.from_json(
         {
@@ -25,6 +24,11 @@ def tiny_labels() -> LabelSpace:
             "label_divisor": 1000,
         }
     )
+
+
+@pytest.fixture
+def tiny_labels() -> LabelSpace:
+    return make_tiny_labels()
 
 
 @pytest.fixture

@@ -1,0 +1,1 @@
+"""Metrics of video panoptic and video semantic segmentation (numpy only)."""
