@@ -160,7 +160,7 @@ def test_tables_add_up_and_keep_int64(tiny_labels):
     t = sum_tables([pair_table(g, p)] * 3)
     assert t.gt_area.dtype == np.int64 and t.gt_area.tolist() == [3, 9]
     gi, pi = t.pair_ids()
-    assert sorted(zip(gi.tolist(), pi.tolist(), t.pair_count.tolist())) == [
+    assert sorted(zip(gi.tolist(), pi.tolist(), t.pair_count.tolist(), strict=True)) == [
         (0, 0, 3), (2001, 0, 3), (2001, 2001, 6)]
 
 
