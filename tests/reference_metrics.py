@@ -78,3 +78,18 @@ def vpq_reference(videos, labels, ks) -> dict[int, dict[int, list[float]]]:
                     total[c] = [a + b for a, b in zip(total[c], v, strict=True)]
         out[k] = dict(total)
     return out
+
+
+def vc_reference(videos, n, official=True) -> float | None:
+    """VSPW VC_N: per window of n frames (T - n windows per video officially), the share of
+    ground-truth-consistent pixels whose prediction is consistent too; mean over windows."""
+    values = []
+    for gt, pred in videos:
+        count = len(gt) - n if official else len(gt) - n + 1
+        for i in range(max(count, 0)):
+            gt_ok = np.all([gt[j] == gt[i] for j in range(i, i + n)], axis=0)
+            pred_ok = np.all([pred[j] == pred[i] for j in range(i, i + n)], axis=0)
+            if gt_ok.sum() == 0:
+                continue
+            values.append((gt_ok & pred_ok).sum() / gt_ok.sum())
+    return float(np.mean(values)) if values else None
