@@ -93,3 +93,43 @@ def vc_reference(videos, n, official=True) -> float | None:
                 continue
             values.append((gt_ok & pred_ok).sum() / gt_ok.sum())
     return float(np.mean(values)) if values else None
+
+
+def stq_reference(videos, labels) -> dict[str, float]:
+    """STQ the way deeplab2's numpy ``STQuality`` computes it: dictionaries of tube areas and
+    intersections per sequence, a (C+1)² confusion matrix with a void row and column."""
+    div, ignore = labels.label_divisor, labels.ignore_label
+    things = list(labels.thing_ids)
+    index = {c: i for i, c in enumerate(labels.ids)}
+    n = len(labels) + 1
+    total_conf = np.zeros((n, n), dtype=np.int64)
+    aq_sum, tubes = 0.0, 0
+    for gt_frames, pred_frames in videos:
+        gts, preds, inter = Counter(), Counter(), Counter()
+        for gt, pred in zip(gt_frames, pred_frames, strict=True):
+            sem_gt, sem_pred = gt // div, pred // div
+            for g, p in zip(sem_gt.ravel().tolist(), sem_pred.ravel().tolist(), strict=True):
+                total_conf[index.get(g, n - 1), index.get(p, n - 1)] += 1
+            label_mask = np.isin(sem_gt, things)
+            crowd = label_mask & (gt % div == 0)
+            label_mask &= ~crowd
+            pred_mask = np.isin(sem_pred, things) & ~crowd
+            gts.update(gt[label_mask].tolist())
+            preds.update(pred[pred_mask].tolist())
+            both = label_mask & pred_mask
+            inter.update(zip(gt[both].tolist(), pred[both].tolist(), strict=True))
+        for g, g_size in gts.items():
+            inner = 0.0
+            for p, p_size in preds.items():
+                tpa = inter.get((g, p), 0)
+                if tpa:
+                    inner += tpa * (tpa / (p_size + g_size - tpa))
+            aq_sum += inner / g_size
+        tubes += len(gts)
+    aq = aq_sum / tubes if tubes else 0.0
+    total_conf[n - 1, :] = 0
+    tp = np.diag(total_conf).astype(float)
+    union = total_conf.sum(0) + total_conf.sum(1) - tp
+    iou = float(np.sum(tp[union > 0] / union[union > 0]) / np.count_nonzero(union))
+    del ignore
+    return {"STQ": float(np.sqrt(aq * iou)), "AQ": aq, "IoU": iou}

@@ -1,0 +1,108 @@
+"""STQ: hand-computed cases, the deeplab2-style reference, properties."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import make_tiny_labels
+from reference_metrics import stq_reference
+from vpseg.metrics.stq import STQAccumulator
+from vpseg.metrics.tables import pair_table
+
+V = 255000
+
+
+def _stq(labels, videos):
+    acc = STQAccumulator(labels)
+    for i, (gt, pred) in enumerate(videos):
+        for g, p in zip(gt, pred, strict=True):
+            acc.update(pair_table(np.asarray(g, np.int32), np.asarray(p, np.int32)), f"s{i}")
+    return acc
+
+
+def test_perfect_prediction_scores_one(tiny_labels):
+    gt = [[[0, 2001, 2001, 3002]], [[0, 0, 2001, 3002]]]
+    r = _stq(tiny_labels, [(gt, gt)]).result()
+    assert r["STQ"] == r["AQ"] == r["IoU"] == 1.0
+
+
+def test_id_switch_halves_association(tiny_labels):
+    # one person of 2 px in 2 frames; the prediction switches its id in frame 2
+    gt = [[[2001, 2001]], [[2001, 2001]]]
+    pred = [[[2001, 2001]], [[2002, 2002]]]
+    r = _stq(tiny_labels, [(gt, pred)]).result()
+    # |g| = 4; p1 ∩ g = 2, IoU = 2/4; p2 the same: AQ = (1/4)(2*0.5 + 2*0.5) = 0.5
+    assert r["AQ"] == pytest.approx(0.5)
+    assert r["IoU"] == 1.0 and r["STQ"] == pytest.approx(np.sqrt(0.5))
+
+
+def test_crowd_is_left_out_of_association_but_not_of_iou(tiny_labels):
+    gt = [[[2000, 2000, 2001, 2001]]]  # crowd persons, then person 1
+    pred = [[[2005, 2005, 2001, 2001]]]  # a predicted person on the crowd
+    r = _stq(tiny_labels, [(gt, pred)]).result()
+    assert r["AQ"] == 1.0  # the prediction on crowd neither enlarges nor adds a tube
+    assert r["IoU"] == 1.0
+
+
+def test_void_prediction_makes_void_a_class_with_iou_zero(tiny_labels):
+    gt = [[[0, 0, 1000, 1000]]]
+    pred = [[[0, 0, 1000, V]]]
+    r = _stq(tiny_labels, [(gt, pred)]).result()
+    # road 1, sky 1/2, void column 0 -> (1 + 0.5 + 0) / 3
+    assert r["IoU"] == pytest.approx(1.5 / 3)
+    assert r["AQ"] == 0.0  # no ground-truth tube at all
+
+
+def test_prediction_on_void_enlarges_its_tube(tiny_labels):
+    gt = [[[2001, 2001, V, V]]]
+    pred = [[[2001, 2001, 2001, 2001]]]
+    r = _stq(tiny_labels, [(gt, pred)]).result()
+    assert r["AQ"] == pytest.approx(0.5)  # IoU 2 / 4
+
+
+def _random(rng, frames, h=5, w=6):
+    classes = np.array([0, 1, 2, 3, 255])
+    out = []
+    for _ in range(frames):
+        c = classes[rng.integers(0, 5, (h, w))]
+        out.append((c * 1000 + np.where(np.isin(c, [2, 3]), rng.integers(0, 3, (h, w)), 0)).astype(np.int32))
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_equals_the_reference_and_stays_in_range(seed):
+    labels = make_tiny_labels()
+    rng = np.random.default_rng(seed)
+    videos = []
+    for _ in range(int(rng.integers(1, 4))):
+        gt = _random(rng, int(rng.integers(1, 4)))
+        noise = _random(rng, len(gt))
+        pred = [np.where(rng.random(g.shape) < 0.3, n, g) for g, n in zip(gt, noise, strict=True)]
+        videos.append((gt, pred))
+    got = _stq(labels, videos).result()
+    ref = stq_reference(videos, labels)
+    for key in ("STQ", "AQ", "IoU"):
+        assert got[key] == pytest.approx(ref[key], abs=1e-12)
+        assert 0.0 <= got[key] <= 1.0
+
+
+def test_permuting_predicted_ids_changes_nothing(tiny_labels):
+    rng = np.random.default_rng(4)
+    gt = _random(rng, 3)
+    perm = {2001: 2002, 2002: 2001, 3001: 3002, 3002: 3001}
+    pred = [np.vectorize(lambda v: perm.get(v, v))(g).astype(np.int32) for g in gt]
+    assert _stq(tiny_labels, [(gt, pred)]).result()["STQ"] == 1.0
+
+
+def test_merge_of_parts_is_identical(tiny_labels):
+    rng = np.random.default_rng(6)
+    videos = [(g, [np.roll(x, 1) for x in g]) for g in (_random(rng, 3) for _ in range(4))]
+    whole = _stq(tiny_labels, videos)
+    a = _stq(tiny_labels, videos[:2])
+    b = STQAccumulator(tiny_labels)
+    for i, (gt, pred) in enumerate(videos[2:], start=2):
+        for g, p in zip(gt, pred, strict=True):
+            b.update(pair_table(g, p), f"s{i}")
+    assert a.merge(b).result() == whole.result()
