@@ -18,6 +18,8 @@ from vpseg.core.labels import LabelSpace, load_label_space
 from vpseg.core.synthetic import SynthConfig, generate, world_classes
 from vpseg.core.video import Video
 from vpseg.errors import InputError
+from vpseg.evaluation import VPQ_PRESETS, EvalConfig, evaluate
+from vpseg.evaluation_report import format_results
 from vpseg.formats import FORMATS, Format, get_format
 from vpseg.info import format_table, summarize
 from vpseg.viz import render_frames, write_mp4, write_pngs
@@ -172,6 +174,38 @@ def _fit(video: Video, dst: Format, semantic_only: bool, src_root: str) -> Video
     return Video(name=video.name, panoptic=LazyFrames(loaders), label_space=video.label_space,
                  frame_index=video.frame_index, frame_names=video.frame_names, rgb=video.rgb,
                  all_rgb=video.all_rgb, all_rgb_names=video.all_rgb_names)
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise InputError(f"{what} must be a comma list of integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise InputError(f"{what} must be positive integers, got {text!r}")
+    return values
+
+
+def eval_(args: argparse.Namespace) -> int:
+    fmt = _format(args.format)
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    if args.vpq_k:
+        ks = _ints(args.vpq_k, "--vpq-k")
+        names, stride = tuple(str(k) for k in ks), args.vpq_stride or 1
+    else:
+        ks, names, dense_stride = VPQ_PRESETS[args.vpq_preset or "vipseg"]
+        # sparsely annotated data (Cityscapes-VPS) already holds every 5th frame only
+        stride = args.vpq_stride or (1 if fmt.annotation_stride > 1 else dense_stride)
+    config = EvalConfig(metrics=metrics, vpq_ks=ks, vpq_names=names, vpq_stride=stride,
+                        vc_ns=_ints(args.vc_n, "--vc-n"),
+                        vc_official_windows=not args.vc_all_windows)
+    result = evaluate(fmt, args.gt, args.pred, config, split=args.split,
+                      label_space=_labels(args.label_space), workers=max(1, args.workers))
+    print(format_results(result))
+    if args.json:
+        write_json(args.json, result, indent=1)
+        print(f"results JSON: {args.json}")
+    return 0
 
 
 def demo(args: argparse.Namespace) -> int:

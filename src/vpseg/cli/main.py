@@ -78,6 +78,25 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drop instance ids (needed to write a semantic-only format)")
     p.set_defaults(func=commands.convert)
 
+    p = sub.add_parser("eval", help="evaluate predictions against ground truth")
+    p.add_argument("gt", help="ground-truth dataset root (or the folder of per-video folders)")
+    p.add_argument("pred", help="prediction folder (submission layout or the same layout as GT)")
+    _add_format(p)
+    p.add_argument("--metrics", default="stq,vpq,semantic",
+                   help="comma list of: stq, vpq, pq, semantic, vc (default: stq,vpq,semantic)")
+    p.add_argument("--vpq-preset", choices=["vipseg", "vipseg-script", "cityscapes-vps"],
+                   help="VPQ windows of the official scripts (default: vipseg)")
+    p.add_argument("--vpq-k", help="comma list of window lengths in annotated frames")
+    p.add_argument("--vpq-stride", type=int, help="use every S-th annotated frame for VPQ")
+    p.add_argument("--vc-n", default="8,16", help="comma list of VC clip lengths")
+    p.add_argument("--vc-all-windows", action="store_true",
+                   help="VC over all T-N+1 windows (the official script uses T-N)")
+    p.add_argument("--label-space", help="custom label space JSON (overrides the format's)")
+    p.add_argument("--split")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--json", metavar="OUT", help="write the results as JSON")
+    p.set_defaults(func=commands.eval_)
+
     p = sub.add_parser("demo", help="the main job on the built-in synthetic world")
     p.add_argument("--out", default="demo-out")
     p.add_argument("--seed", type=int, default=0)

@@ -54,7 +54,7 @@ class Video:
 
     ``frame_index[i]`` is the position of ``panoptic[i]`` in the full video (0-based) and
     ``frame_names[i]`` its on-disk name without extension; ``rgb[i]``, when present, is the
-    ``(H, W, 3)`` uint8 image of the same frame. ``all_rgb`` optionally holds every RGB frame of
+    ``(H, W, 3)`` uint8 image of the same frame; ``sources[i]`` the file it was read from. ``all_rgb`` optionally holds every RGB frame of
     the video (for sparsely annotated data sets), with ``all_rgb_names``.
     """
 
@@ -66,6 +66,7 @@ class Video:
     rgb: FrameSequence | None = None
     all_rgb: FrameSequence | None = None
     all_rgb_names: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()  # the file each panoptic frame was read from, for messages
     meta: dict[str, object] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +80,8 @@ class Video:
                 f"video {self.name!r}: {n} frames but {len(self.frame_index)} indices and "
                 f"{len(self.frame_names)} names"
             )
+        if self.sources and len(self.sources) != n:
+            raise ValueError(f"video {self.name!r}: {n} frames but {len(self.sources)} sources")
         if self.rgb is not None and len(self.rgb) != n:
             raise ValueError(f"video {self.name!r}: {n} panoptic frames but {len(self.rgb)} RGB")
         if self.all_rgb is not None and len(self.all_rgb_names) != len(self.all_rgb):

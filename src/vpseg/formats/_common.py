@@ -232,4 +232,5 @@ def video_from_files(
         frame_index=tuple(frame_number(p.stem, i) for i, p in enumerate(files)),
         frame_names=tuple(p.stem for p in files),
         rgb=rgb_frames(images, files),
+        sources=tuple(str(p) for p in files),
     )

@@ -192,6 +192,7 @@ class FlatCocoFormat:
             frame_index=tuple(n - base for n in numbers),
             frame_names=tuple(i for i, _, _ in parsed),
             rgb=self._images(split_root, "img", image_files),
+            sources=tuple(str(p) for _, p, _ in parsed),
             **self._all_rgb(split_root, parsed[0][0], base, numbers[-1]),
         )
 

@@ -182,6 +182,7 @@ class NestedCocoFormat:
             frame_index=tuple(frame_number(stem, i) for i, (stem, _) in enumerate(parsed)),
             frame_names=tuple(stem for stem, _ in parsed),
             rgb=rgb_frames(images if images.is_dir() else None, files),
+            sources=tuple(str(f) for f in files),
         )
 
     def open_writer(

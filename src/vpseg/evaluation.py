@@ -1,0 +1,248 @@
+"""Evaluate a prediction folder against ground truth (``vpseg eval``): the I/O, validation and
+process pool around the metrics in ``vpseg.metrics`` (which never touch files).
+
+Each video is evaluated on its own (one pair table per frame feeds every metric), giving
+mergeable accumulators; ``workers > 1`` runs videos in separate processes and reduces them in
+video order, so the numbers do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from vpseg import __version__
+from vpseg.core.labels import LabelSpace
+from vpseg.core.video import Video
+from vpseg.errors import InputError
+from vpseg.formats import Format, get_format
+from vpseg.metrics.pq import PQStats, match_table
+from vpseg.metrics.semantic import ConfusionAccumulator, VCAccumulator
+from vpseg.metrics.stq import STQAccumulator
+from vpseg.metrics.tables import pair_table
+from vpseg.metrics.vpq import VPQAccumulator
+
+__all__ = ["EvalConfig", "VPQ_PRESETS", "METRIC_FAMILIES", "evaluate", "evaluate_video", "Accumulators"]
+
+METRIC_FAMILIES = ("stq", "vpq", "pq", "semantic", "vc")
+
+#: name -> (window lengths in annotated frames, their names in the output, frame stride on
+#: densely annotated data). VIPSeg: consecutive frames; the script's default adds n = 8.
+#: Cityscapes-VPS: k = 0, 5, 10, 15 frames apart = windows of 1..4 frames taken every 5th frame.
+VPQ_PRESETS: dict[str, tuple[tuple[int, ...], tuple[str, ...], int]] = {
+    "vipseg": ((1, 2, 4, 6), ("1", "2", "4", "6"), 1),
+    "vipseg-script": ((1, 2, 4, 6, 8), ("1", "2", "4", "6", "8"), 1),
+    "cityscapes-vps": ((1, 2, 3, 4), ("0", "5", "10", "15"), 5),
+}
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Every parameter that changes a number (recorded in the output's ``config``)."""
+
+    metrics: tuple[str, ...] = ("stq", "vpq", "semantic")
+    vpq_ks: tuple[int, ...] = (1, 2, 4, 6)
+    vpq_names: tuple[str, ...] = ("1", "2", "4", "6")
+    vpq_stride: int = 1  # use every vpq_stride-th annotated frame for VPQ windows
+    vc_ns: tuple[int, ...] = (8, 16)
+    vc_official_windows: bool = True
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.metrics if m not in METRIC_FAMILIES]
+        if unknown:
+            raise InputError(f"unknown or not yet available metric {unknown[0]!r}; "
+                             f"available: {', '.join(METRIC_FAMILIES)}")
+        if len(self.vpq_names) != len(self.vpq_ks) or self.vpq_stride < 1:
+            raise InputError("VPQ window names must match the k list and the stride be >= 1")
+
+
+@dataclass
+class Accumulators:
+    """The mergeable state of every metric family asked for."""
+
+    labels: LabelSpace
+    config: EvalConfig
+    stq: STQAccumulator | None = None
+    vpq: VPQAccumulator | None = None
+    pq: PQStats | None = None
+    semantic: ConfusionAccumulator | None = None
+    vc: VCAccumulator | None = None
+    frames: int = 0
+    per_video: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, labels: LabelSpace, config: EvalConfig) -> Accumulators:
+        m = config.metrics
+        size = max(labels.max_id, labels.ignore_label) + 1
+        return cls(
+            labels, config,
+            stq=STQAccumulator(labels) if "stq" in m else None,
+            vpq=VPQAccumulator(labels, config.vpq_ks) if "vpq" in m else None,
+            pq=PQStats(size) if "pq" in m else None,
+            semantic=ConfusionAccumulator(labels) if "semantic" in m else None,
+            vc=VCAccumulator(config.vc_ns, config.vc_official_windows) if "vc" in m else None,
+        )
+
+    def merge(self, other: Accumulators) -> Accumulators:
+        for name in ("stq", "vpq", "pq", "semantic", "vc"):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is not None and theirs is not None:
+                mine.merge(theirs)
+        self.frames += other.frames
+        self.per_video.update(other.per_video)
+        return self
+
+    def result(self) -> dict[str, Any]:
+        """The families asked for, in the JSON layout of DESIGN.md (fractions in [0, 1])."""
+        out: dict[str, Any] = {}
+        if self.stq is not None:
+            stq = self.stq.result()
+            out["stq"] = {"STQ": stq["STQ"], "AQ": stq["AQ"], "SQ": stq["IoU"]}
+        if self.vpq is not None:
+            vpq: dict[str, Any] = self.vpq.result()
+            names = dict(zip((str(k) for k in self.config.vpq_ks), self.config.vpq_names, strict=True))
+            out["vpq"] = {"VPQ": vpq["VPQ"], "VPQ_th": vpq["VPQ_th"], "VPQ_st": vpq["VPQ_st"],
+                          "per_k": {names[k]: v for k, v in vpq["per_k"].items()}}
+            if "notes" in vpq:
+                out["vpq"]["notes"] = vpq["notes"]
+        if self.pq is not None:
+            pq = self.pq.result(self.labels)
+            out["pq"] = {k: pq[k] for k in ("PQ", "SQ", "RQ", "PQ_th", "PQ_st")}
+        if self.semantic is not None:
+            out["semantic"] = self.semantic.result()
+        if self.vc is not None:
+            out["vc"] = self.vc.result()
+        return out
+
+    def per_class(self) -> dict[str, dict[str, Any]]:
+        """Per-class scores of every family that has them, keyed by class name."""
+        table: dict[str, dict[str, Any]] = {c.name: {} for c in self.labels.categories}
+        if self.pq is not None:
+            scores = self.pq.per_class()
+            for c in self.labels.categories:
+                if self.pq.present()[c.id]:
+                    table[c.name].update({f"{k}": float(scores[k][c.id]) for k in ("PQ", "SQ", "RQ")})
+        if self.vpq is not None:
+            for k, name in zip(self.config.vpq_ks, self.config.vpq_names, strict=True):
+                stats = self.vpq.stats[k]
+                pq = stats.per_class()["PQ"]
+                for c in self.labels.categories:
+                    if stats.present()[c.id]:
+                        table[c.name][f"VPQ_{name}"] = float(pq[c.id])
+        if self.semantic is not None:
+            iou = self.semantic.per_class_iou()
+            for i, c in enumerate(self.labels.categories):
+                if not np.isnan(iou[i]):
+                    table[c.name]["IoU"] = float(iou[i])
+        return {name: v for name, v in table.items() if v}
+
+
+def _check_frame(gt: np.ndarray, pred: np.ndarray, video: Video, pred_video: Video, i: int) -> None:
+    if gt.shape != pred.shape:
+        where = pred_video.sources[i] if pred_video.sources else f"{pred_video.name}"
+        raise InputError(f"prediction is {pred.shape[0]}x{pred.shape[1]}, ground truth "
+                         f"{gt.shape[0]}x{gt.shape[1]}", path=where, frame=video.frame_names[i])
+
+
+def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfig) -> Accumulators:
+    """Every asked-for metric of one video (frames read one at a time)."""
+    acc = Accumulators.empty(labels, config)
+    div = labels.label_divisor
+    for i in range(len(gt)):
+        g, p = np.asarray(gt.panoptic[i]), np.asarray(pred.panoptic[i])
+        _check_frame(g, p, gt, pred, i)
+        table = pair_table(g, p)
+        if acc.stq is not None:
+            acc.stq.update(table, gt.name)
+        if acc.vpq is not None and i % config.vpq_stride == 0:
+            acc.vpq.update(table, gt.name)
+        if acc.pq is not None:
+            match_table(table, labels, acc.pq)
+        if acc.semantic is not None:
+            acc.semantic.update(table)
+        if acc.vc is not None:
+            acc.vc.update(g // div, p // div, gt.name)
+        acc.frames += 1
+    if acc.vc is not None:
+        acc.vc.finish()
+    acc.per_video[gt.name] = {"frames": acc.frames, **_flat(acc.result())}
+    return acc
+
+
+def _flat(result: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a result, for the per-video table."""
+    out = {}
+    for family, key in (("stq", "STQ"), ("stq", "AQ"), ("vpq", "VPQ"), ("pq", "PQ"),
+                        ("semantic", "mIoU")):
+        if family in result:
+            out[key] = result[family][key]
+    return out
+
+
+def _evaluate_one(args: tuple[str, str, str, str, str | None, LabelSpace | None, EvalConfig]) -> Accumulators:
+    fmt_name, gt_root, pred_root, name, split, labels, config = args
+    fmt = get_format(fmt_name)  # by name: format objects need not be picklable
+    gt = fmt.read_video(gt_root, name, split=split, label_space=labels)
+    pred = fmt.read_video(pred_root, name, label_space=labels or gt.label_space,
+                          frame_names=gt.frame_names)
+    return evaluate_video(gt, pred, gt.label_space, config)
+
+
+def evaluate(
+    fmt: Format,
+    gt_root: str | Path,
+    pred_root: str | Path,
+    config: EvalConfig,
+    *,
+    split: str | None = None,
+    label_space: LabelSpace | None = None,
+    workers: int = 1,
+    progress: bool | None = None,
+    videos: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """Evaluate every ground-truth video; returns the JSON object of DESIGN.md."""
+    gt_root, pred_root = Path(gt_root), Path(pred_root)
+    for root in (gt_root, pred_root):
+        if not root.exists():
+            raise InputError("no such file or folder", path=root)
+    names = list(videos) if videos is not None else fmt.list_videos(gt_root, split=split)
+    if not names:
+        raise InputError(f"no {fmt.name} ground-truth videos found", path=gt_root)
+    have = set(fmt.list_videos(pred_root))
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise InputError(f"missing video {missing[0]!r} that the ground truth has"
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                         path=pred_root)
+    jobs = [(fmt.name, str(gt_root), str(pred_root), n, split, label_space, config) for n in names]
+    show = sys.stderr.isatty() if progress is None else progress
+    bar: Callable[..., Any] = tqdm
+    total: Accumulators | None = None
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = pool.map(_evaluate_one, jobs)
+            for acc in bar(results, total=len(jobs), desc="eval", unit="video", disable=not show):
+                total = acc if total is None else total.merge(acc)
+    else:
+        for job in bar(jobs, desc="eval", unit="video", disable=not show):
+            acc = _evaluate_one(job)
+            total = acc if total is None else total.merge(acc)
+    assert total is not None
+    out = total.result()
+    out["per_video"] = total.per_video
+    out["per_class"] = total.per_class()
+    out["config"] = {
+        "format": fmt.name, "label_space": total.labels.name, "metrics": list(config.metrics),
+        "vpq_k": list(config.vpq_names), "vpq_windows": list(config.vpq_ks),
+        "vpq_stride": config.vpq_stride, "vc_n": list(config.vc_ns),
+        "vc_official_windows": config.vc_official_windows, "videos": len(names),
+        "frames": total.frames, "vpseg": __version__,
+    }
+    return out
