@@ -2,7 +2,7 @@
 accuracy (one confusion matrix over all frames of all videos), and video consistency VC_N.
 
 Confusion: rows are ground-truth classes (void rows dropped), columns predicted classes plus one
-"no class" column: a void or unknown prediction on a labelled pixel is a miss of the ground-truth
+"no class" column; mIoU and mean accuracy average over the classes present in the ground truth: a void or unknown prediction on a labelled pixel is a miss of the ground-truth
 class (the official code lets such pixels land in a wrong cell; see docs/metrics.md).
 
 VC_N: for a window of N consecutive frames, a pixel is ground-truth consistent when its label
@@ -78,10 +78,10 @@ class ConfusionAccumulator:
         iou = self.per_class_iou()
         with np.errstate(divide="ignore", invalid="ignore"):
             acc = np.where(gt > 0, diag / gt, np.nan)
-        valid = ~np.isnan(iou)
+        in_gt = gt > 0  # VSPW averages over classes present in the ground truth
         freq = gt / total if total else np.zeros_like(diag)
         return {
-            "mIoU": float(iou[valid].mean()) if valid.any() else None,
+            "mIoU": float(iou[in_gt].mean()) if in_gt.any() else None,
             "fwIoU": float((freq[freq > 0] * iou[freq > 0]).sum()) if total else None,
             "pixel_acc": float(diag.sum() / total) if total else None,
             "mean_acc": float(np.nanmean(acc)) if (gt > 0).any() else None,
