@@ -106,3 +106,43 @@ def test_merge_of_parts_is_identical(tiny_labels):
         for g, p in zip(gt, pred, strict=True):
             b.update(pair_table(g, p), f"s{i}")
     assert a.merge(b).result() == whole.result()
+
+
+# The official deeplab2 STQ unit tests (numpy, segmentation_and_tracking_quality_test.py): one
+# car track of single-pixel frames; classes car (0, thing) and sky (1, stuff). Expected values
+# as in that file. "c" is crowd (car, instance 0), "s" sky, integers are car instance ids.
+
+
+def _car_sky():
+    from vpseg.core.labels import LabelSpace
+
+    return LabelSpace.from_json({"categories": [{"id": 0, "name": "car", "isthing": 1},
+                                                {"id": 1, "name": "sky", "isthing": 0}]})
+
+
+def _frames(seq):
+    return [np.array([[1000 if v == "s" else 0 if v == "c" else v]], np.int32) for v in seq]
+
+
+@pytest.mark.parametrize(
+    ("gt", "pred", "stq", "aq", "iou"),
+    [
+        ([1] * 5, [1] * 5, 1.0, 1.0, 1.0),
+        ([1] * 5, [1, 1, 2, 2, 2], 0.72111026, 0.52, 1.0),
+        ([1] * 5, [1, 2, 2, 2, 2], 0.82462113, 0.68, 1.0),
+        ([1] * 5, [1, 2, 3, 4, 5], 0.447213596, 0.2, 1.0),
+        ([1] * 5, [1, 2, 1, 2, 2], 0.72111026, 0.52, 1.0),
+        ([1] * 5, ["s", 1, 1, 1, 1], 0.50596443, 0.64, 0.4),
+        (["c", 1, 1, 1, 1, 1], [1] * 6, 1.0, 1.0, 1.0),
+        (["c", 1, 1, 1, 1, 1], [2, 2, 2, 2, 1, 1], 0.72111026, 0.52, 1.0),
+        (["c", 1, 1, 1, 1, 1], [2, 2, "s", 1, 1, 1], 0.40824829, 0.4, 5 / 12),
+        (["s", 1, 1, 1, 1], [1] * 5, 0.56568542, 0.8, 0.4),
+        (["s", 1, 1, 1, 1], [2, 2, 2, 1, 1], 0.42426407, 0.45, 0.4),
+        (["s", 1, 1, 1, 1], [2, 2, "s", 1, 1], 0.3, 0.3, 0.3),
+    ],
+)
+def test_deeplab2_unit_test_examples(gt, pred, stq, aq, iou):
+    r = _stq(_car_sky(), [(_frames(gt), _frames(pred))]).result()
+    assert r["STQ"] == pytest.approx(stq, abs=1e-8)
+    assert r["AQ"] == pytest.approx(aq, abs=1e-12)
+    assert r["IoU"] == pytest.approx(iou, abs=1e-12)
