@@ -172,3 +172,54 @@ def test_more_than_2_to_the_31_pixels_stay_exact(tiny_labels):
     stats = PQStats(256)
     match_table(big, tiny_labels, stats)
     assert stats.tp[0] == 1 and stats.iou[0] == 1.0
+
+
+# Worked examples checked against a transcription of the official VPQ core (VIPSeg's
+# eval_vpq_vspw.py): categories road (0, stuff), car (1, thing), person (2, thing).
+def _road_car_person():
+    from vpseg.core.labels import LabelSpace
+
+    return LabelSpace.from_json({"categories": [
+        {"id": 0, "name": "road", "isthing": 0}, {"id": 1, "name": "car", "isthing": 1},
+        {"id": 2, "name": "person", "isthing": 1}]})
+
+
+def _vpq(labels, gt, pred, ks):
+    acc = VPQAccumulator(labels, ks)
+    for g, p in zip(gt, pred, strict=True):
+        acc.update(pair_table(np.array(g, np.int32), np.array(p, np.int32)), "v")
+    return acc.result()
+
+
+def test_official_example_id_switch_is_exactly_half():
+    frame = [[0, 0, 1001, 1001], [0, 0, 1001, 1001]]
+    pred0 = [[0, 0, 1011, 1011], [0, 0, 1011, 1011]]
+    pred1 = [[0, 0, 1012, 1012], [0, 0, 1012, 1012]]
+    r = _vpq(_road_car_person(), [frame, frame], [pred0, pred1], (1, 2))
+    assert r["per_k"]["1"]["VPQ"] == 1.0
+    assert r["per_k"]["2"]["VPQ"] == 0.5 and r["per_k"]["2"]["VPQ_th"] == 0.0
+    assert (r["VPQ"], r["VPQ_th"], r["VPQ_st"]) == (0.75, 0.5, 1.0)
+
+
+@pytest.mark.parametrize(("person", "all_", "things"), [(False, 0.875, 0.75), (True, 0.58333333333333336, 0.375)])
+def test_official_example_void_and_crowd(person, all_, things):
+    gt = [[V, V, 1000, 1000, 1001, 1001, 1001, 1001, 0, 0]]  # void, car crowd, car, road
+    second = 2021 if person else 1021
+    pred = [[1020, 1020, second, second, 1020, 1020, 1020, second, 0, 0]]
+    r = _vpq(_road_car_person(), [gt], [pred], (1,))
+    assert r["per_k"]["1"]["VPQ"] == pytest.approx(all_, abs=1e-12)
+    assert r["per_k"]["1"]["VPQ_th"] == pytest.approx(things, abs=1e-12)
+    assert r["per_k"]["1"]["VPQ_st"] == 1.0
+
+
+def test_official_example_exactly_half_on_void_is_a_false_positive():
+    labels = _road_car_person()
+    stats = PQStats(256)
+    match_table(pair_table(np.array([[V, V, 0, 0]]), np.array([[1020] * 4])), labels, stats)
+    assert (stats.tp[0], stats.fp[0], stats.fn[0]) == (0, 0, 1)
+    assert (stats.tp[1], stats.fp[1], stats.fn[1]) == (0, 1, 0)
+
+
+def test_official_example_empty_group_is_unavailable_not_a_crash():
+    r = _vpq(_road_car_person(), [[[0, 0]]], [[[0, 0]]], (1,))
+    assert r["VPQ"] == 1.0 and r["VPQ_st"] == 1.0 and r["VPQ_th"] is None
