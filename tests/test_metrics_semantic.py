@@ -94,3 +94,22 @@ def test_vc_merge_is_exact():
             whole.update(g, p, f"v{i}")
             parts[i % 2].update(g, p, f"v{i}")
     assert parts[0].merge(parts[1]).result() == whole.result()
+
+
+def test_more_than_2_to_the_31_pixels_stay_exact(tiny_labels):
+    from vpseg.metrics.stq import STQAccumulator
+    from vpseg.metrics.tables import sum_tables
+
+    g = np.zeros((1000, 1000), np.int32)
+    g[:, :500] = 2001  # a person track
+    big = sum_tables([pair_table(g, g)] * 2200)  # 2.2e9 pixels, 1.1e9 per class
+    conf = ConfusionAccumulator(tiny_labels)
+    conf.update(big)
+    conf.update(big)  # 2.2e9 pixels of each class
+    assert conf.confusion[0, 0] == 2_200_000_000 and conf.confusion.dtype == np.int64
+    assert conf.result()["mIoU"] == 1.0
+    stq = STQAccumulator(tiny_labels)
+    stq.update(big, "s")
+    stq.update(big, "s")
+    r = stq.result()
+    assert r["STQ"] == 1.0 and r["per_sequence"]["s"]["tubes"] == 1
