@@ -51,12 +51,13 @@ def test_perfect_prediction_scores_one_everywhere(data, tmp_path):
     root, *_ = data
     out = tmp_path / "r.json"
     assert main(["eval", str(root / "gt"), str(root / "gt" / "panoptic_maps" / "val"), "--format",
-                 "kitti-step", "--metrics", "stq,vpq,pq,semantic,vc", "--vc-n", "2,4",
+                 "kitti-step", "--metrics", "stq,vpq,pq,semantic,vc,tracking", "--vc-n", "2,4",
                  "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["stq"] == {"STQ": 1.0, "AQ": 1.0, "SQ": 1.0}
     assert r["vpq"]["VPQ"] == 1.0 and set(r["vpq"]["per_k"]) == {"1", "2", "4", "6"}
     assert r["pq"]["PQ"] == 1.0 and r["semantic"]["mIoU"] == 1.0 and r["vc"] == {"2": 1.0, "4": 1.0}
+    assert r["tracking"]["IDS"] == 0 and r["tracking"]["MOTSA"] == 1.0
     assert set(r["per_video"]) == {"0000", "0001", "0002"}
 
 
@@ -78,7 +79,7 @@ def test_noisy_prediction_equals_the_references(data):
 
 def test_workers_give_identical_numbers(data):
     root, *_ = data
-    config = EvalConfig(metrics=("stq", "vpq", "pq", "semantic", "vc"), vc_ns=(2, 3))
+    config = EvalConfig(metrics=("stq", "vpq", "pq", "semantic", "vc", "tracking"), vc_ns=(2, 3))
     one = evaluate(KITTI, root / "gt", root / "pred", config, split="val", workers=1)
     two = evaluate(KITTI, root / "gt", root / "pred", config, split="val", workers=2)
     assert one == two

@@ -27,11 +27,12 @@ from vpseg.metrics.pq import PQStats, match_table
 from vpseg.metrics.semantic import ConfusionAccumulator, VCAccumulator
 from vpseg.metrics.stq import STQAccumulator
 from vpseg.metrics.tables import pair_table
+from vpseg.metrics.tracking import TrackingAccumulator
 from vpseg.metrics.vpq import VPQAccumulator
 
 __all__ = ["EvalConfig", "VPQ_PRESETS", "METRIC_FAMILIES", "evaluate", "evaluate_video", "Accumulators"]
 
-METRIC_FAMILIES = ("stq", "vpq", "pq", "semantic", "vc")
+METRIC_FAMILIES = ("stq", "vpq", "pq", "semantic", "vc", "tracking")
 
 #: name -> (window lengths in annotated frames, their names in the output, frame stride on
 #: densely annotated data). VIPSeg: consecutive frames; the script's default adds n = 8.
@@ -74,6 +75,7 @@ class Accumulators:
     pq: PQStats | None = None
     semantic: ConfusionAccumulator | None = None
     vc: VCAccumulator | None = None
+    tracking: TrackingAccumulator | None = None
     frames: int = 0
     per_video: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -88,10 +90,11 @@ class Accumulators:
             pq=PQStats(size) if "pq" in m else None,
             semantic=ConfusionAccumulator(labels) if "semantic" in m else None,
             vc=VCAccumulator(config.vc_ns, config.vc_official_windows) if "vc" in m else None,
+            tracking=TrackingAccumulator(labels) if "tracking" in m else None,
         )
 
     def merge(self, other: Accumulators) -> Accumulators:
-        for name in ("stq", "vpq", "pq", "semantic", "vc"):
+        for name in ("stq", "vpq", "pq", "semantic", "vc", "tracking"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine is not None and theirs is not None:
                 mine.merge(theirs)
@@ -119,6 +122,8 @@ class Accumulators:
             out["semantic"] = self.semantic.result()
         if self.vc is not None:
             out["vc"] = self.vc.result()
+        if self.tracking is not None:
+            out["tracking"] = self.tracking.result()
         return out
 
     def per_class(self) -> dict[str, dict[str, Any]]:
@@ -169,6 +174,8 @@ def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfi
             acc.semantic.update(table)
         if acc.vc is not None:
             acc.vc.update(g // div, p // div, gt.name)
+        if acc.tracking is not None:
+            acc.tracking.update(table, gt.name)
         acc.frames += 1
     if acc.vc is not None:
         acc.vc.finish()
@@ -180,7 +187,7 @@ def _flat(result: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of a result, for the per-video table."""
     out = {}
     for family, key in (("stq", "STQ"), ("stq", "AQ"), ("vpq", "VPQ"), ("pq", "PQ"),
-                        ("semantic", "mIoU")):
+                        ("semantic", "mIoU"), ("tracking", "PTQ"), ("tracking", "IDS")):
         if family in result:
             out[key] = result[family][key]
     return out

@@ -33,6 +33,11 @@ def format_results(result: dict[str, Any]) -> str:
                      f"pixel acc {_pct(r['pixel_acc'])}   mean acc {_pct(r['mean_acc'])}")
     if "vc" in result:
         lines.append("   ".join(f"VC_{n} {_pct(v)}" for n, v in result["vc"].items()))
+    if "tracking" in result:
+        r = result["tracking"]
+        lines.append(f"PTQ {_pct(r['PTQ'])}   sPTQ {_pct(r['sPTQ'])}   IDS {r['IDS']}   "
+                     f"sIDS {r['sIDS']:.1f}   MOTSA {_pct(r['MOTSA'])}   sMOTSA {_pct(r['sMOTSA'])}   "
+                     f"MOTSP {_pct(r['MOTSP'])}")
     config = result.get("config", {})
     if config:
         lines.append(f"({config.get('videos')} videos, {config.get('frames')} annotated frames, "

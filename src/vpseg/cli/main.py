@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred", help="prediction folder (submission layout or the same layout as GT)")
     _add_format(p)
     p.add_argument("--metrics", default="stq,vpq,semantic",
-                   help="comma list of: stq, vpq, pq, semantic, vc (default: stq,vpq,semantic)")
+                   help="comma list of: stq, vpq, pq, semantic, vc, tracking "
+                        "(default: stq,vpq,semantic)")
     p.add_argument("--vpq-preset", choices=["vipseg", "vipseg-script", "cityscapes-vps"],
                    help="VPQ windows of the official scripts (default: vipseg)")
     p.add_argument("--vpq-k", help="comma list of window lengths in annotated frames")
