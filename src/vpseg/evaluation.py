@@ -22,17 +22,19 @@ from vpseg import __version__
 from vpseg.core.labels import LabelSpace
 from vpseg.core.video import Video
 from vpseg.errors import InputError
+from vpseg.flow import optical_flow, warp_labels
 from vpseg.formats import Format, get_format
 from vpseg.metrics.pq import PQStats, match_table
 from vpseg.metrics.semantic import ConfusionAccumulator, VCAccumulator
 from vpseg.metrics.stq import STQAccumulator
 from vpseg.metrics.tables import pair_table
+from vpseg.metrics.tc import TCAccumulator
 from vpseg.metrics.tracking import TrackingAccumulator
 from vpseg.metrics.vpq import VPQAccumulator
 
 __all__ = ["EvalConfig", "VPQ_PRESETS", "METRIC_FAMILIES", "evaluate", "evaluate_video", "Accumulators"]
 
-METRIC_FAMILIES = ("stq", "vpq", "pq", "semantic", "vc", "tracking")
+METRIC_FAMILIES = ("stq", "vpq", "pq", "semantic", "vc", "tc", "tracking")
 
 #: name -> (window lengths in annotated frames, their names in the output, frame stride on
 #: densely annotated data). VIPSeg: consecutive frames; the script's default adds n = 8.
@@ -54,6 +56,9 @@ class EvalConfig:
     vpq_stride: int = 1  # use every vpq_stride-th annotated frame for VPQ windows
     vc_ns: tuple[int, ...] = (8, 16)
     vc_official_windows: bool = True
+    flow_backend: str = "dis"  # TC: optical flow between consecutive RGB frames
+    flow_max_side: int | None = 640  # TC: flow working resolution (longer side, pixels)
+    tc_per_video: bool = False  # TC: the paper's per-video mean instead of the official pooled
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRIC_FAMILIES]
@@ -76,6 +81,7 @@ class Accumulators:
     semantic: ConfusionAccumulator | None = None
     vc: VCAccumulator | None = None
     tracking: TrackingAccumulator | None = None
+    tc: TCAccumulator | None = None
     frames: int = 0
     per_video: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -91,10 +97,11 @@ class Accumulators:
             semantic=ConfusionAccumulator(labels) if "semantic" in m else None,
             vc=VCAccumulator(config.vc_ns, config.vc_official_windows) if "vc" in m else None,
             tracking=TrackingAccumulator(labels) if "tracking" in m else None,
+            tc=TCAccumulator(labels) if "tc" in m else None,
         )
 
     def merge(self, other: Accumulators) -> Accumulators:
-        for name in ("stq", "vpq", "pq", "semantic", "vc", "tracking"):
+        for name in ("stq", "vpq", "pq", "semantic", "vc", "tracking", "tc"):
             mine, theirs = getattr(self, name), getattr(other, name)
             if mine is not None and theirs is not None:
                 mine.merge(theirs)
@@ -124,6 +131,8 @@ class Accumulators:
             out["vc"] = self.vc.result()
         if self.tracking is not None:
             out["tracking"] = self.tracking.result()
+        if self.tc is not None:
+            out["tc"] = self.tc.result(per_video=self.config.tc_per_video)
         return out
 
     def per_class(self) -> dict[str, dict[str, Any]]:
@@ -160,9 +169,21 @@ def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfi
     """Every asked-for metric of one video (frames read one at a time)."""
     acc = Accumulators.empty(labels, config)
     div = labels.label_divisor
+    if acc.tc is not None and gt.rgb is None:
+        raise InputError(f"TC needs the RGB frames of video {gt.name!r}; none found beside the "
+                         "ground truth", path=gt.sources[0] if gt.sources else gt.name)
+    previous: tuple[np.ndarray, np.ndarray] | None = None  # TC: last frame's RGB and prediction
     for i in range(len(gt)):
         g, p = np.asarray(gt.panoptic[i]), np.asarray(pred.panoptic[i])
         _check_frame(g, p, gt, pred, i)
+        if acc.tc is not None and gt.rgb is not None:
+            rgb = np.asarray(gt.rgb[i])
+            if previous is not None and gt.frame_index[i] == gt.frame_index[i - 1] + 1:
+                flow = optical_flow(previous[0], rgb, backend=config.flow_backend,
+                                    max_side=config.flow_max_side)
+                warped = warp_labels(p // div, flow, fill=labels.ignore_label)
+                acc.tc.update(previous[1] // div, warped, gt.name)
+            previous = (rgb, p)
         table = pair_table(g, p)
         if acc.stq is not None:
             acc.stq.update(table, gt.name)
@@ -250,6 +271,8 @@ def evaluate(
         "vpq_k": list(config.vpq_names), "vpq_windows": list(config.vpq_ks),
         "vpq_stride": config.vpq_stride, "vc_n": list(config.vc_ns),
         "vc_official_windows": config.vc_official_windows, "videos": len(names),
+        "flow_backend": config.flow_backend, "flow_max_side": config.flow_max_side,
+        "tc_per_video": config.tc_per_video,
         "frames": total.frames, "vpseg": __version__,
     }
     return out

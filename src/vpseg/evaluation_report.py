@@ -33,6 +33,8 @@ def format_results(result: dict[str, Any]) -> str:
                      f"pixel acc {_pct(r['pixel_acc'])}   mean acc {_pct(r['mean_acc'])}")
     if "vc" in result:
         lines.append("   ".join(f"VC_{n} {_pct(v)}" for n, v in result["vc"].items()))
+    if "tc" in result:
+        lines.append(f"TC {_pct(result['tc'])}")
     if "tracking" in result:
         r = result["tracking"]
         lines.append(f"PTQ {_pct(r['PTQ'])}   sPTQ {_pct(r['sPTQ'])}   IDS {r['IDS']}   "

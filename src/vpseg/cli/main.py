@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred", help="prediction folder (submission layout or the same layout as GT)")
     _add_format(p)
     p.add_argument("--metrics", default="stq,vpq,semantic",
-                   help="comma list of: stq, vpq, pq, semantic, vc, tracking "
+                   help="comma list of: stq, vpq, pq, semantic, vc, tc, tracking "
                         "(default: stq,vpq,semantic)")
     p.add_argument("--vpq-preset", choices=["vipseg", "vipseg-script", "cityscapes-vps"],
                    help="VPQ windows of the official scripts (default: vipseg)")
@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vc-n", default="8,16", help="comma list of VC clip lengths")
     p.add_argument("--vc-all-windows", action="store_true",
                    help="VC over all T-N+1 windows (the official script uses T-N)")
+    p.add_argument("--flow", default="dis", choices=["dis", "farneback"],
+                   help="TC: optical flow backend (the official TC used RAFT; numbers depend on it)")
+    p.add_argument("--flow-max-side", type=int, default=640,
+                   help="TC: flow working resolution, longer side in pixels (0: full size)")
+    p.add_argument("--tc-per-video", action="store_true",
+                   help="TC: mean over videos (the paper) instead of pooled pairs (the official code)")
     p.add_argument("--label-space", help="custom label space JSON (overrides the format's)")
     p.add_argument("--split")
     p.add_argument("--workers", type=int, default=1)

@@ -11,7 +11,8 @@ different predicted track than at its last match (gaps bridged, so a recovery A�
 twice); a soft switch adds the IoU of the current match.
 
 ``PTQ_c = (ΣIoU_c − IDS_c) / (TP_c + FP_c/2 + FN_c/2)``, ``sPTQ`` with sIDS; PTQ averages over
-every class of the label space (absent ones count 0, as the official code does); MOTSA =
+the classes with TP + FP + FN > 0, like PQ (the official code averages over every class index, so
+classes absent from a data set pull it down; see docs/metrics.md); MOTSA =
 (TP − FP − IDS)/(TP + FN), sMOTSA = (ΣIoU − FP − IDS)/(TP + FN), MOTSP = ΣIoU/TP, averaged over
 thing (tracked) classes. Matching per frame from the pair table; per video only the last matched
 prediction of each track is kept, so memory is flat in video length.
@@ -111,9 +112,10 @@ class TrackingAccumulator:
             motsp = iou / self.tp
         tracked = [c for c in things if gt_count[c] > 0]
         matched = [c for c in things if self.tp[c] > 0]
+        present = [c for c in classes if denom[c] > 0]
         return {
-            "PTQ": float(ptq[classes].mean()),
-            "sPTQ": float(sptq[classes].mean()),
+            "PTQ": float(ptq[present].mean()) if present else None,
+            "sPTQ": float(sptq[present].mean()) if present else None,
             "IDS": int(self.ids[things].sum()),
             "sIDS": float(sids[things].sum()),
             "MOTSA": float(np.mean(motsa[tracked])) if tracked else None,
