@@ -122,3 +122,27 @@ def test_cityscapes_preset_names_windows_by_frame_distance(data):
     r = evaluate(KITTI, root / "gt", root / "gt" / "panoptic_maps" / "val", config, split="val")
     assert set(r["vpq"]["per_k"]) == {"0", "5"}
     assert r["vpq"]["VPQ"] == 1.0  # frames 0 and 5 of each 7-frame video: one window of 2
+
+
+def test_vipseg_with_gt_json_elsewhere_and_pred_json(tmp_path):
+    """The VIPSeg mask folder with its JSON given by --gt-json; a submission with --pred-json."""
+    from vpseg.core.labels import get_label_space
+
+    labels = get_label_space("vipseg")
+    fmt = get_format("vipseg")
+    video = next(generate(SynthConfig(height=32, width=48, frames=3), labels, seed=2, videos=1))
+    with fmt.open_writer(tmp_path / "gt", split="val") as writer:
+        writer.write(video)
+    moved = tmp_path / "elsewhere.json"
+    (tmp_path / "gt" / "panoptic_gt_VIPSeg.json").rename(moved)
+    # the submission: pan_pred/ + a JSON in the official prediction schema under another name
+    gt_json = json.loads(moved.read_text())
+    shutil.copytree(tmp_path / "gt" / "panomasksRGB", tmp_path / "sub" / "pan_pred")
+    (tmp_path / "sub" / "my_pred.json").write_text(json.dumps({"annotations": gt_json["annotations"]}))
+    out = tmp_path / "r.json"
+    assert main(["eval", str(tmp_path / "gt" / "panomasksRGB"), str(tmp_path / "sub"), "--format",
+                 "vipseg", "--gt-json", str(moved), "--pred-json",
+                 str(tmp_path / "sub" / "my_pred.json"), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["stq"]["STQ"] == 1.0
+    assert main(["eval", str(tmp_path), str(tmp_path), "--format", "kitti-step", "--gt-json",
+                 str(moved)]) == 2

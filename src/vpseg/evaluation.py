@@ -214,12 +214,26 @@ def _flat(result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _evaluate_one(args: tuple[str, str, str, str, str | None, LabelSpace | None, EvalConfig]) -> Accumulators:
-    fmt_name, gt_root, pred_root, name, split, labels, config = args
+def with_json(fmt: Format, path: str | Path | None, flag: str) -> Format:
+    """``fmt`` reading its index JSON from ``path`` (COCO-style formats only)."""
+    if path is None:
+        return fmt
+    method = getattr(fmt, "with_json", None)
+    if method is None:
+        raise InputError(f"{flag} applies to the COCO-style formats, not {fmt.name}")
+    return method(path)
+
+
+_Job = tuple[str, str, str, str, "str | None", "LabelSpace | None", EvalConfig, "str | None", "str | None"]
+
+
+def _evaluate_one(job: _Job) -> Accumulators:
+    fmt_name, gt_root, pred_root, name, split, labels, config, gt_json, pred_json = job
     fmt = get_format(fmt_name)  # by name: format objects need not be picklable
-    gt = fmt.read_video(gt_root, name, split=split, label_space=labels)
-    pred = fmt.read_video(pred_root, name, label_space=labels or gt.label_space,
-                          frame_names=gt.frame_names)
+    gt = with_json(fmt, gt_json, "--gt-json").read_video(gt_root, name, split=split,
+                                                          label_space=labels)
+    pred = with_json(fmt, pred_json, "--pred-json").read_video(
+        pred_root, name, label_space=labels or gt.label_space, frame_names=gt.frame_names)
     return evaluate_video(gt, pred, gt.label_space, config)
 
 
@@ -234,22 +248,28 @@ def evaluate(
     workers: int = 1,
     progress: bool | None = None,
     videos: Sequence[str] | None = None,
+    gt_json: str | Path | None = None,
+    pred_json: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate every ground-truth video; returns the JSON object of DESIGN.md."""
     gt_root, pred_root = Path(gt_root), Path(pred_root)
     for root in (gt_root, pred_root):
         if not root.exists():
             raise InputError("no such file or folder", path=root)
-    names = list(videos) if videos is not None else fmt.list_videos(gt_root, split=split)
+    gt_fmt = with_json(fmt, gt_json, "--gt-json")
+    pred_fmt = with_json(fmt, pred_json, "--pred-json")
+    names = list(videos) if videos is not None else gt_fmt.list_videos(gt_root, split=split)
     if not names:
         raise InputError(f"no {fmt.name} ground-truth videos found", path=gt_root)
-    have = set(fmt.list_videos(pred_root))
+    have = set(pred_fmt.list_videos(pred_root))
     missing = [n for n in names if n not in have]
     if missing:
         raise InputError(f"missing video {missing[0]!r} that the ground truth has"
                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
                          path=pred_root)
-    jobs = [(fmt.name, str(gt_root), str(pred_root), n, split, label_space, config) for n in names]
+    jsons = (None if gt_json is None else str(gt_json), None if pred_json is None else str(pred_json))
+    jobs: list[_Job] = [(fmt.name, str(gt_root), str(pred_root), n, split, label_space, config, *jsons)
+                        for n in names]
     show = sys.stderr.isatty() if progress is None else progress
     bar: Callable[..., Any] = tqdm
     total: Accumulators | None = None

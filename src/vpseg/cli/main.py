@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tc-per-video", action="store_true",
                    help="TC: mean over videos (the paper) instead of pooled pairs (the official code)")
     p.add_argument("--label-space", help="custom label space JSON (overrides the format's)")
+    p.add_argument("--gt-json", help="COCO-style formats: the ground-truth JSON, if not found by name")
+    p.add_argument("--pred-json", help="COCO-style formats: the prediction JSON (default pred.json)")
     p.add_argument("--split")
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")

@@ -17,6 +17,7 @@ names its video and frame, the file-name suffixes) is a ``FlatNaming``.
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -104,14 +105,14 @@ def _index(path: Path, mtime_ns: int, naming: FlatNaming) -> tuple[_Index, Any]:
     return videos, data.get("categories")
 
 
-def _pred_index(folder: Path, naming: FlatNaming) -> _Index:
+def _pred_index(folder: Path, json_path: Path, naming: FlatNaming) -> _Index:
     """Submission: pan_pred/<image id>.png paired by position with pred.json's annotations."""
     pngs = sorted(p.name for p in (folder / "pan_pred").glob("*.png"))
-    data = load_json(folder / "pred.json")
+    data = load_json(json_path)
     anns = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(anns, list) or len(anns) != len(pngs):
         raise InputError(f"pred.json must list one annotation per pan_pred PNG ({len(pngs)})",
-                         path=folder / "pred.json")
+                         path=json_path)
     videos: _Index = {}
     for name, ann in zip(pngs, anns, strict=True):
         image_id = name[: -len(".png")]
@@ -129,14 +130,29 @@ class FlatCocoFormat:
         self._label_space = label_space
         self.naming = naming
         self.annotation_stride = annotation_stride
+        self.json_override: Path | None = None
+
+    def with_json(self, path: str | Path) -> FlatCocoFormat:
+        """The same format reading its JSON from ``path`` instead of looking for it by name."""
+        if not Path(path).is_file():
+            raise InputError("JSON file not found", path=path)
+        other = copy.copy(self)
+        other.json_override = Path(path)
+        return other
 
     def default_label_space(self) -> LabelSpace:
         return get_label_space(self._label_space)
 
     def _open(self, root: Path, split: str | None) -> _Opened:
-        if (root / "pan_pred").is_dir() and (root / "pred.json").is_file():
-            return _Opened(_pred_index(root, self.naming), None, root / "pan_pred", None,
-                           root / "pred.json")
+        pred_json = self.json_override or root / "pred.json"
+        if (root / "pan_pred").is_dir() and pred_json.is_file():
+            return _Opened(_pred_index(root, pred_json, self.naming), None, root / "pan_pred",
+                           None, pred_json)
+        if root.name == "panoptic_video" and self.json_override is not None:
+            split_root = root.parent
+            videos, categories = _index(self.json_override, self.json_override.stat().st_mtime_ns,
+                                        self.naming)
+            return _Opened(videos, categories, root, split_root, self.json_override)
         if (root / "panoptic_video").is_dir():  # given the split folder itself
             split, split_root, root = root.name, root, root.parent
         else:
@@ -144,7 +160,7 @@ class FlatCocoFormat:
                 raise InputError("not a folder", path=root)
             split_root = split_dir(root, split, "dataset root") if split is None else root / split
             split = split_root.name
-        json_path = root / self.naming.json_name(split)
+        json_path = self.json_override or root / self.naming.json_name(split)
         if not json_path.is_file():
             raise InputError(f"ground-truth JSON for split {split!r} not found", path=json_path)
         videos, categories = _index(json_path, json_path.stat().st_mtime_ns, self.naming)

@@ -25,6 +25,7 @@ generic names ``panoptic/`` and ``panoptic.json`` and any label space (from the 
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Sequence
 from functools import partial
@@ -93,6 +94,7 @@ class NestedCocoFormat:
                  label_space: str | None, raw: bool = False) -> None:
         self.name = name
         self.raw = raw  # also read VIPSeg's raw download (``vpseg.formats._vipseg_raw``)
+        self.json_override: Path | None = None
         self.mask_dir = mask_dir
         self.json_stem = json_stem
         self._label_space = label_space
@@ -106,9 +108,22 @@ class NestedCocoFormat:
     def _builtin(self) -> LabelSpace | None:
         return None if self._label_space is None else get_label_space(self._label_space)
 
+    def with_json(self, path: str | Path) -> NestedCocoFormat:
+        """The same format reading its JSON from ``path`` instead of looking for it by name."""
+        if not Path(path).is_file():
+            raise InputError("JSON file not found", path=path)
+        other = copy.copy(self)
+        other.json_override = Path(path)
+        return other
+
     # -- locating files ---------------------------------------------------------------------
     def _locate(self, root: Path, split: str | None) -> tuple[Path, Path, Path]:
         """(folder of per-video PNG folders, JSON, dataset root)."""
+        if self.json_override is not None:
+            for masks in (root / "pan_pred", root / self.mask_dir, root):
+                if masks.is_dir():
+                    return masks, self.json_override, root
+            raise InputError("not a folder", path=root)
         if (root / "pan_pred").is_dir() and (root / "pred.json").is_file():
             return root / "pan_pred", root / "pred.json", root
         if (root / self.mask_dir).is_dir():
