@@ -36,7 +36,7 @@ KS = (1, 2, 4, 6)
 
 def make_video(index: int, args: argparse.Namespace):  # type: ignore[no-untyped-def]
     labels = get_label_space("vipseg")
-    cfg = SynthConfig(height=args.height, width=args.width, frames=args.frames, objects=26)
+    cfg = SynthConfig(height=args.height, width=args.width, frames=args.frames, objects=32)
     video = generate_video(cfg, labels, seed=args.seed, index=index)
     rng = np.random.default_rng(index)
     preds = []
