@@ -146,3 +146,23 @@ def test_deeplab2_unit_test_examples(gt, pred, stq, aq, iou):
     assert r["STQ"] == pytest.approx(stq, abs=1e-8)
     assert r["AQ"] == pytest.approx(aq, abs=1e-12)
     assert r["IoU"] == pytest.approx(iou, abs=1e-12)
+
+
+def test_id_transfer_is_penalised():
+    # two ground-truth cars one after the other (ids 1, 2); the prediction keeps one id throughout
+    r = _stq(_car_sky(), [(_frames([1, 1, 2, 2, 2]), _frames([7] * 5))]).result()
+    # tube 1: (1/2)(2 * 2/5) = 0.4; tube 2: (1/3)(3 * 3/5) = 0.6; AQ = (0.4 + 0.6) / 2
+    assert r["AQ"] == pytest.approx(0.5) and r["STQ"] == pytest.approx(np.sqrt(0.5))
+
+
+def test_a_class_change_starts_a_new_predicted_tube():
+    from vpseg.core.labels import LabelSpace
+
+    labels = LabelSpace.from_json({"categories": [
+        {"id": 0, "name": "car", "isthing": 1}, {"id": 1, "name": "truck", "isthing": 1}]})
+    gt = [np.array([[1]], np.int32)] * 4
+    pred = [np.array([[v]], np.int32) for v in (1, 1, 1001, 1001)]  # car 1, then truck 1
+    r = _stq(labels, [(gt, pred)]).result()
+    assert r["AQ"] == pytest.approx(0.25 * (2 * 0.5 + 2 * 0.5))
+    assert r["IoU"] == pytest.approx((0.5 + 0.0) / 2)  # truck is only predicted: IoU 0
+    assert r["STQ"] == pytest.approx(np.sqrt(0.5 * 0.25))
