@@ -224,17 +224,29 @@ def with_json(fmt: Format, path: str | Path | None, flag: str) -> Format:
     return method(path)
 
 
-_Job = tuple[str, str, str, str, "str | None", "LabelSpace | None", EvalConfig, "str | None", "str | None"]
+@dataclass(frozen=True)
+class _Job:
+    """One video to evaluate; plain values only, so it pickles for the process pool."""
+
+    fmt: str
+    gt_root: str
+    pred_root: str
+    video: str
+    split: str | None
+    labels: LabelSpace | None
+    config: EvalConfig
+    gt_json: str | None
+    pred_json: str | None
 
 
 def _evaluate_one(job: _Job) -> Accumulators:
-    fmt_name, gt_root, pred_root, name, split, labels, config, gt_json, pred_json = job
-    fmt = get_format(fmt_name)  # by name: format objects need not be picklable
-    gt = with_json(fmt, gt_json, "--gt-json").read_video(gt_root, name, split=split,
-                                                          label_space=labels)
-    pred = with_json(fmt, pred_json, "--pred-json").read_video(
-        pred_root, name, label_space=labels or gt.label_space, frame_names=gt.frame_names)
-    return evaluate_video(gt, pred, gt.label_space, config)
+    fmt = get_format(job.fmt)
+    gt = with_json(fmt, job.gt_json, "--gt-json").read_video(
+        job.gt_root, job.video, split=job.split, label_space=job.labels)
+    pred = with_json(fmt, job.pred_json, "--pred-json").read_video(
+        job.pred_root, job.video, label_space=job.labels or gt.label_space,
+        frame_names=gt.frame_names)
+    return evaluate_video(gt, pred, gt.label_space, job.config)
 
 
 def evaluate(
@@ -267,9 +279,9 @@ def evaluate(
         raise InputError(f"missing video {missing[0]!r} that the ground truth has"
                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
                          path=pred_root)
-    jsons = (None if gt_json is None else str(gt_json), None if pred_json is None else str(pred_json))
-    jobs: list[_Job] = [(fmt.name, str(gt_root), str(pred_root), n, split, label_space, config, *jsons)
-                        for n in names]
+    jobs = [_Job(fmt.name, str(gt_root), str(pred_root), n, split, label_space, config,
+                 None if gt_json is None else str(gt_json),
+                 None if pred_json is None else str(pred_json)) for n in names]
     show = sys.stderr.isatty() if progress is None else progress
     bar: Callable[..., Any] = tqdm
     total: Accumulators | None = None
