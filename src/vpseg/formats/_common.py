@@ -36,6 +36,7 @@ __all__ = [
     "split_dir",
     "video_from_files",
     "write_split_file",
+    "WriteQueue",
 ]
 
 #: Written into a dataset root when its label space is not the format's built-in one.
@@ -234,3 +235,21 @@ def video_from_files(
         rgb=rgb_frames(images, files),
         sources=tuple(str(p) for p in files),
     )
+
+
+class WriteQueue:
+    """File writes run in a few threads, at most ``batch`` pending at once, so writing a long
+    video holds a bounded number of encoded frames in memory. Call ``flush`` at the end."""
+
+    def __init__(self, batch: int = 32) -> None:
+        self.batch = batch
+        self.jobs: list[Callable[[], object]] = []
+
+    def add(self, job: Callable[[], object]) -> None:
+        self.jobs.append(job)
+        if len(self.jobs) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        run_parallel(self.jobs)
+        self.jobs = []

@@ -43,9 +43,9 @@ from vpseg.formats._coco import (
 )
 from vpseg.formats._common import (
     DatasetWriter,
+    WriteQueue,
     check_frame_sizes,
     lazy_frames,
-    run_parallel,
     saved_label_space,
     split_dir,
 )
@@ -260,7 +260,7 @@ class FlatCocoWriter(DatasetWriter):
 
     def write(self, video: Video) -> None:
         naming, out = self.fmt.naming, self.root / self.split
-        ids, jobs = SegmentIds(self.labels), []
+        ids, jobs = SegmentIds(self.labels), WriteQueue()
         vname = self._video_name(video.name)
         for k, (name, index) in enumerate(zip(video.frame_names, video.frame_index, strict=True)):
             self.counter += 1
@@ -268,9 +268,9 @@ class FlatCocoWriter(DatasetWriter):
             pan = np.asarray(video.panoptic[k])
             rgb_ids, info = encode_frame(pan, ids, self.labels, video.name, name)
             mask_file = naming.mask_file(image_id)
-            jobs.append(partial(write_png, out / "panoptic_video" / mask_file, rgb_ids))
+            jobs.add(partial(write_png, out / "panoptic_video" / mask_file, rgb_ids))
             if video.rgb is not None:
-                jobs.append(partial(write_image, out / "img" / naming.image_file(image_id),
+                jobs.add(partial(write_image, out / "img" / naming.image_file(image_id),
                                     np.asarray(video.rgb[k])))
             self.images.append({"id": image_id, "file_name": naming.image_file(image_id),
                                 "width": pan.shape[1], "height": pan.shape[0]})
@@ -280,8 +280,8 @@ class FlatCocoWriter(DatasetWriter):
             first = naming.image_id(vname, 0, 0, 0)
             for name, frame in zip(naming.all_rgb(first, range(len(video.all_rgb))), video.all_rgb,
                                    strict=True):
-                jobs.append(partial(write_png, out / "img_all" / name, np.asarray(frame)))
-        run_parallel(jobs)
+                jobs.add(partial(write_png, out / "img_all" / name, np.asarray(frame)))
+        jobs.flush()
 
     def close(self) -> None:
         new = {im["id"] for im in self.images}

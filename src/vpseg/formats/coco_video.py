@@ -52,10 +52,10 @@ from vpseg.formats._coco import (
 )
 from vpseg.formats._common import (
     DatasetWriter,
+    WriteQueue,
     check_frame_sizes,
     frame_number,
     rgb_frames,
-    run_parallel,
     saved_label_space,
     write_split_file,
 )
@@ -235,19 +235,19 @@ class NestedCocoWriter(DatasetWriter):
 
     def write(self, video: Video) -> None:
         ids = SegmentIds(self.labels)
-        images, annotations, jobs = [], [], []
+        images, annotations, jobs = [], [], WriteQueue()
         masks = self.root / self.fmt.mask_dir / video.name
         for i, name in enumerate(video.frame_names):
             pan = np.asarray(video.panoptic[i])
             rgb_ids, info = encode_frame(pan, ids, self.labels, video.name, name)
-            jobs.append(partial(write_png, masks / f"{name}.png", rgb_ids))
+            jobs.add(partial(write_png, masks / f"{name}.png", rgb_ids))
             if video.rgb is not None:
-                jobs.append(partial(write_jpeg, self.root / "images" / video.name / f"{name}.jpg",
+                jobs.add(partial(write_jpeg, self.root / "images" / video.name / f"{name}.jpg",
                                     np.asarray(video.rgb[i])))
             images.append({"id": name, "width": pan.shape[1], "height": pan.shape[0],
                            "file_name": f"{name}.png"})
             annotations.append({"image_id": name, "file_name": f"{name}.png", "segments_info": info})
-        run_parallel(jobs)
+        jobs.flush()
         self.videos.append({"video_id": video.name, "images": images})
         self.annotations.append({"video_id": video.name, "annotations": annotations})
 

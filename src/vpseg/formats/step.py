@@ -24,10 +24,10 @@ from vpseg.core.video import Video
 from vpseg.errors import InputError
 from vpseg.formats._common import (
     DatasetWriter,
+    WriteQueue,
     frame_files,
     label_files,
     resolve_label_space,
-    run_parallel,
     save_label_space,
     split_dir,
     video_from_files,
@@ -160,13 +160,13 @@ class StepWriter(DatasetWriter):
     def write(self, video: Video) -> None:
         out = self.root / "panoptic_maps" / self.split / video.name
         images = self.root / "images" / self.split / video.name
-        jobs = []
+        jobs = WriteQueue()
         for i, name in enumerate(video.frame_names):
             pan = np.asarray(video.panoptic[i])
-            jobs.append(partial(write_png, out / f"{name}.png", encode(pan, self.labels, video.name, name)))
+            jobs.add(partial(write_png, out / f"{name}.png", encode(pan, self.labels, video.name, name)))
             if video.rgb is not None:
-                jobs.append(partial(write_png, images / f"{name}.png", np.asarray(video.rgb[i])))
-        run_parallel(jobs)
+                jobs.add(partial(write_png, images / f"{name}.png", np.asarray(video.rgb[i])))
+        jobs.flush()
 
 
 #: KITTI-STEP: Cityscapes-19 classes; only pedestrians and cars carry track ids.

@@ -26,10 +26,10 @@ from vpseg.core.video import Video
 from vpseg.errors import InputError
 from vpseg.formats._common import (
     DatasetWriter,
+    WriteQueue,
     frame_files,
     label_files,
     resolve_label_space,
-    run_parallel,
     save_label_space,
     video_from_files,
     write_split_file,
@@ -152,13 +152,13 @@ class VspwWriter(DatasetWriter):
 
     def write(self, video: Video) -> None:
         base = self.root / "data" / video.name
-        jobs = []
+        jobs = WriteQueue()
         for i, name in enumerate(video.frame_names):
             values = encode(np.asarray(video.panoptic[i]), self.labels, video.name, name)
-            jobs.append(partial(write_png, base / "mask" / f"{name}.png", values, palette=self.palette))
+            jobs.add(partial(write_png, base / "mask" / f"{name}.png", values, palette=self.palette))
             if video.rgb is not None:
-                jobs.append(partial(write_jpeg, base / "origin" / f"{name}.jpg", np.asarray(video.rgb[i])))
-        run_parallel(jobs)
+                jobs.add(partial(write_jpeg, base / "origin" / f"{name}.jpg", np.asarray(video.rgb[i])))
+        jobs.flush()
         self.names.append(video.name)
 
     def close(self) -> None:
