@@ -210,6 +210,50 @@ def eval_(args: argparse.Namespace) -> int:
     return 0
 
 
+def _param(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise InputError(f"--param takes K=V, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def track(args: argparse.Namespace) -> int:
+    from vpseg.formats._common import frame_files, rgb_frames
+    from vpseg.tracking import make_tracker
+    from vpseg.tracking.video import load_embeddings, track_video
+
+    fmt = _format(args.format)
+    try:
+        tracker = make_tracker(args.tracker, **dict(_param(p) for p in args.param))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(str(exc.args[0] if exc.args else exc)) from None
+    labels = _labels(args.label_space)
+    videos = _videos(fmt, args.pred_in, args.split, labels, desc="track")
+    first = next(videos)
+    count = 0
+    with fmt.open_writer(args.out, label_space=first.label_space,
+                         split=args.split or "val") as writer:
+        for video in itertools.chain([first], videos):
+            rgb = video.rgb
+            if args.frames:
+                folder = Path(args.frames) / video.name
+                files = [folder / f"{n}.png" for n in video.frame_names]
+                rgb = rgb_frames(folder, files) if frame_files(folder, (".png", ".jpg")) else None
+            if args.tracker == "flow" and rgb is None:
+                raise InputError(f"the flow tracker needs RGB frames of video {video.name!r}: "
+                                 "none in the dataset root; give --frames", path=args.pred_in)
+            embeddings = load_embeddings(Path(args.pred_in) / "embeddings" / f"{video.name}.npz")
+            writer.write(track_video(video, tracker, rgb=rgb, embeddings=embeddings))
+            count += 1
+    for note in tracker.notes:
+        print(f"note: {note}")
+    print(f"tracked {count} videos with {args.tracker!r} -> {args.out}")
+    return 0
+
+
 def demo(args: argparse.Namespace) -> int:
     """Until the model lands: synthesize a small set, summarise it, render one video."""
     out = Path(args.out)

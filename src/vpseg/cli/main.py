@@ -106,6 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     p.set_defaults(func=commands.eval_)
 
+    p = sub.add_parser("track", help="give per-frame predictions video-consistent track ids")
+    p.add_argument("pred_in", help="predictions whose instance ids are arbitrary per frame")
+    p.add_argument("out", help="output root (same format and layout)")
+    _add_format(p)
+    p.add_argument("--tracker", default="hila",
+                   help="iou, sort, flow, memory, hila (frame by frame); default hila")
+    p.add_argument("--param", action="append", default=[], metavar="K=V",
+                   help="tracker parameter, e.g. --param alpha=0.8 (repeatable)")
+    p.add_argument("--frames", help="folder of RGB frames <video>/<frame>.png|jpg (for flow)")
+    p.add_argument("--split")
+    p.add_argument("--label-space")
+    p.set_defaults(func=commands.track)
+
     p = sub.add_parser("demo", help="the main job on the built-in synthetic world")
     p.add_argument("--out", default="demo-out")
     p.add_argument("--seed", type=int, default=0)

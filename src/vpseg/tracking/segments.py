@@ -128,7 +128,8 @@ def from_panoptic(
 
 
 def to_panoptic(
-    pan: np.ndarray, frame: FrameSegments, track_ids: Sequence[int], labels: LabelSpace
+    pan: np.ndarray, frame: FrameSegments, track_ids: Sequence[int] | np.ndarray,
+    labels: LabelSpace,
 ) -> np.ndarray:
     """Write track ids into the thing segments of ``pan`` (stuff, crowd and void stay)."""
     div = labels.label_divisor

@@ -1,0 +1,94 @@
+"""Tracking whole videos read by ``vpseg.formats``: per-frame panoptic predictions whose instance
+ids are arbitrary per frame in, video-consistent track ids out (``vpseg track``).
+
+Embeddings, when a model provides them, come from a side file per video,
+``<predictions>/embeddings/<video>.npz``, holding for each frame name ``F`` the arrays
+``"F:ids"`` ``(N,)`` int64 (the panoptic ids of the frame's thing segments) and ``"F:vectors"``
+``(N, D)`` float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import overload
+
+import numpy as np
+
+from vpseg.core.video import Video
+from vpseg.errors import InputError
+from vpseg.tracking.base import Tracker
+from vpseg.tracking.segments import from_panoptic, to_panoptic
+
+__all__ = ["track_video", "load_embeddings"]
+
+
+def load_embeddings(path: Path) -> dict[str, dict[int, np.ndarray]] | None:
+    """frame name -> {panoptic id: vector}, or None when there is no side file."""
+    if not path.is_file():
+        return None
+    try:
+        data = np.load(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read embeddings: {exc}", path=path) from None
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for key in data.files:
+        if not key.endswith(":ids"):
+            continue
+        frame = key[: -len(":ids")]
+        vectors = data.get(f"{frame}:vectors")
+        ids = data[key]
+        if vectors is None or len(vectors) != len(ids):
+            raise InputError(f"'{frame}:vectors' must have one row per id", path=path, frame=frame)
+        out[frame] = {int(i): v for i, v in zip(ids, vectors, strict=True)}
+    return out
+
+
+class _InOrder(Sequence[np.ndarray]):
+    """Frames produced by a generator and read once, in order (as the writers do)."""
+
+    def __init__(self, frames: Iterator[np.ndarray], length: int) -> None:
+        self._frames, self._length, self._next = frames, length, 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[np.ndarray]: ...
+
+    def __getitem__(self, index: int | slice) -> np.ndarray | Sequence[np.ndarray]:
+        if isinstance(index, slice) or index != self._next:
+            raise IndexError("tracked frames are produced once, in order")
+        self._next += 1
+        return next(self._frames)
+
+
+def track_video(
+    video: Video,
+    tracker: Tracker,
+    *,
+    rgb: Sequence[np.ndarray] | None = None,
+    embeddings: dict[str, dict[int, np.ndarray]] | None = None,
+) -> Video:
+    """``video`` with its thing instance ids replaced by the tracker's track ids (lazily)."""
+    labels = video.label_space
+    tracker.reset()
+
+    def frames() -> Iterator[np.ndarray]:
+        for i, name in enumerate(video.frame_names):
+            pan = np.asarray(video.panoptic[i])
+            emb = None if embeddings is None else embeddings.get(name, {})
+            segments, _ = from_panoptic(pan, labels, embeddings=emb)
+            image = None if rgb is None else [np.asarray(rgb[i])]
+            ids = tracker.update([segments], rgb=image)[0]
+            if ids.size and ids.max() >= labels.label_divisor:
+                raise InputError(f"more than {labels.label_divisor - 1} tracks in this video: "
+                                 "they do not fit the label divisor", path=video.name, frame=name)
+            yield to_panoptic(pan, segments, ids, labels)
+
+    return Video(name=video.name, panoptic=_InOrder(frames(), len(video)),
+                 label_space=labels, frame_index=video.frame_index,
+                 frame_names=video.frame_names, rgb=video.rgb)
