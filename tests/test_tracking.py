@@ -195,3 +195,50 @@ def test_memory_is_flat_over_2000_frames(name):
             sizes.append(tracemalloc.get_traced_memory()[0])
     tracemalloc.stop()
     assert sizes[1] < sizes[0] * 1.2 + 200_000
+
+
+def test_vpseg_track_end_to_end(tmp_path, capsys):
+    """Shuffle instance ids per frame, track them back, evaluate: association is restored."""
+    import json
+    from dataclasses import replace
+
+    from vpseg.cli.main import main
+    from vpseg.core.labels import get_label_space
+    from vpseg.core.synthetic import SynthConfig, generate
+    from vpseg.formats import get_format
+
+    fmt = get_format("kitti-step")
+    labels = get_label_space("kitti-step")
+    videos = [v.materialize() for v in generate(SynthConfig(height=48, width=96, frames=8, objects=5),
+                                                  labels, seed=4, videos=2)]
+    rng = np.random.default_rng(1)
+    with fmt.open_writer(tmp_path / "gt", split="val") as gt, \
+            fmt.open_writer(tmp_path / "shuffled", split="val") as shuffled:
+        for v in videos:
+            gt.write(v)
+            frames = []
+            for pan in v.panoptic:
+                ids = np.unique(pan[pan % 1000 > 0])
+                new = {int(i): int(i // 1000 * 1000 + 100 + k)
+                       for k, i in enumerate(rng.permutation(ids))}
+                frames.append(np.vectorize(lambda x, m=new: m.get(int(x), int(x)))(pan).astype(np.int32))
+            shuffled.write(replace(v, panoptic=frames))
+    gt_root, out = tmp_path / "gt", tmp_path / "tracked"
+    scores = {}
+    for tracker in ("iou", "hila"):
+        assert main(["track", str(tmp_path / "shuffled"), str(out / tracker), "--format",
+                     "kitti-step", "--split", "val", "--tracker", tracker]) == 0
+        res = tmp_path / f"{tracker}.json"
+        assert main(["eval", str(gt_root), str(out / tracker / "panoptic_maps" / "val"), "--format",
+                     "kitti-step", "--split", "val", "--metrics", "stq", "--json", str(res)]) == 0
+        scores[tracker] = json.loads(res.read_text())["stq"]["AQ"]
+    res = tmp_path / "shuffled.json"
+    main(["eval", str(gt_root), str(tmp_path / "shuffled" / "panoptic_maps" / "val"), "--format",
+          "kitti-step", "--split", "val", "--metrics", "stq", "--json", str(res)])
+    untracked = json.loads(res.read_text())["stq"]["AQ"]
+    assert untracked < 0.5 < scores["iou"] and scores["hila"] > 0.5
+    assert "location only" in capsys.readouterr().out  # hila without embeddings says so
+    assert main(["track", str(tmp_path / "shuffled"), str(out / "x"), "--format", "kitti-step",
+                 "--tracker", "hila", "--param", "nonsense=1"]) == 2
+    assert main(["track", str(tmp_path / "shuffled"), str(out / "y"), "--format", "kitti-step",
+                 "--tracker", "nope"]) == 2
