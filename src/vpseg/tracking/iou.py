@@ -4,7 +4,7 @@ B1: the thing segments of consecutive frames are matched by Hungarian matching o
 a minimal IoU δ = 0.3; unmatched tracks are kept for σ = 10 frames (their last mask) so occluded
 objects can come back. B3: the masks of frame t − 1 are first warped into frame t with optical
 flow (frame t → t − 1, backward warping), pixels failing the forward-backward consistency check
-are dropped (occlusions), then B1's matching. The STEP paper used RAFT; vpseg's default flow is
+are left out (occlusions: unknown on both sides of the IoU), then B1's matching. The STEP paper used RAFT; vpseg's default flow is
 OpenCV DIS (``vpseg.flow``).
 """
 
@@ -73,10 +73,14 @@ class IoUTracker:
             prev_rgb, prev_index, prev_ids = self._prev
             to_prev = optical_flow(rgb, prev_rgb, backend=self.flow, max_side=self.flow_max_side)
             warped = warp_labels(prev_index, to_prev, fill=0)
+            target = frame
             if self.fb_check:
+                # occluded pixels (inconsistent flow) are unknown: left out on both sides
                 to_next = optical_flow(prev_rgb, rgb, backend=self.flow, max_side=self.flow_max_side)
-                warped[~consistent(to_prev, to_next)] = 0
-            propagated = mask_iou(np.where(warped > 0, warped, 0), frame)
+                valid = consistent(to_prev, to_next)
+                warped[~valid] = 0
+                target = FrameSegments(np.where(valid, frame.index, 0), frame.category)
+            propagated = mask_iou(warped, target)
             rows = {tid: r for r, tid in enumerate(prev_ids)}
             for i, tr in enumerate(self.tracks):
                 if tr.id in rows and rows[tr.id] < len(propagated):
