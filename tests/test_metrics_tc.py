@@ -36,7 +36,7 @@ def test_flow_recovers_a_translation(backend):
     assert np.median(inner[..., 0]) == pytest.approx(3.0, abs=0.5)
     assert np.median(inner[..., 1]) == pytest.approx(0.0, abs=0.5)
     with pytest.raises(ValueError, match="unknown flow backend"):
-        optical_flow(base, moved, backend="raft")
+        optical_flow(base, moved, backend="pwc")
 
 
 def test_eval_tc_needs_rgb(tmp_path, capsys):
@@ -50,3 +50,25 @@ def test_eval_tc_needs_rgb(tmp_path, capsys):
         Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path)
     assert main(["eval", str(tmp_path), str(tmp_path), "--format", "kitti-step", "--metrics", "tc"]) == 2
     assert "TC needs the RGB frames" in capsys.readouterr().err
+
+
+def test_raft_loads_local_weights_and_never_downloads(tmp_path):
+    from vpseg.errors import InputError
+
+    base = np.zeros((32, 48, 3), np.uint8)
+    with pytest.raises(InputError, match="needs a local weights file"):
+        optical_flow(base, base, backend="raft")
+    torch = pytest.importorskip("torch")
+    from torchvision.models.optical_flow import raft_small
+
+    torch.manual_seed(0)
+    path = tmp_path / "raft_small.pth"
+    torch.save(raft_small(weights=None).state_dict(), path)  # a file the test makes
+    with pytest.raises(InputError, match="not found"):
+        optical_flow(base, base, backend="raft-small", weights=tmp_path / "missing.pth")
+    with pytest.raises(InputError, match="not a RAFT state dict"):
+        optical_flow(base, base, backend="raft", weights=path)  # small weights into large
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 255, (128, 160, 3), dtype=np.uint8)
+    flow = optical_flow(a, np.roll(a, 2, axis=1), backend="raft-small", weights=path, max_side=None)
+    assert flow.shape == (128, 160, 2) and np.isfinite(flow).all()

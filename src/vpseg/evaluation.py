@@ -58,6 +58,7 @@ class EvalConfig:
     vc_official_windows: bool = True
     flow_backend: str = "dis"  # TC: optical flow between consecutive RGB frames
     flow_max_side: int | None = 640  # TC: flow working resolution (longer side, pixels)
+    flow_weights: str | None = None  # TC: local weights file for the raft backends
     tc_per_video: bool = False  # TC: the paper's per-video mean instead of the official pooled
 
     def __post_init__(self) -> None:
@@ -180,7 +181,7 @@ def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfi
             rgb = np.asarray(gt.rgb[i])
             if previous is not None and gt.frame_index[i] == gt.frame_index[i - 1] + 1:
                 flow = optical_flow(previous[0], rgb, backend=config.flow_backend,
-                                    max_side=config.flow_max_side)
+                                    max_side=config.flow_max_side, weights=config.flow_weights)
                 warped = warp_labels(p // div, flow, fill=labels.ignore_label)
                 acc.tc.update(previous[1] // div, warped, gt.name)
             previous = (rgb, p)

@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vc-n", default="8,16", help="comma list of VC clip lengths")
     p.add_argument("--vc-all-windows", action="store_true",
                    help="VC over all T-N+1 windows (the official script uses T-N)")
-    p.add_argument("--flow", default="dis", choices=["dis", "farneback"],
+    p.add_argument("--flow", default="dis", choices=["dis", "farneback", "raft", "raft-small"],
                    help="TC: optical flow backend (the official TC used RAFT; numbers depend on it)")
+    p.add_argument("--flow-weights", help="TC: local RAFT weights file (state dict)")
     p.add_argument("--flow-max-side", type=int, default=640,
                    help="TC: flow working resolution, longer side in pixels (0: full size)")
     p.add_argument("--tc-per-video", action="store_true",

@@ -47,9 +47,10 @@ class IoUTracker:
 
     def __init__(self, *, threshold: float = 0.3, keep: int = 10, match_class: bool = False,
                  flow: str | None = None, flow_max_side: int | None = 640,
-                 fb_check: bool = True) -> None:
+                 fb_check: bool = True, flow_weights: str | None = None) -> None:
         self.threshold, self.keep, self.match_class = threshold, keep, match_class
         self.flow, self.flow_max_side, self.fb_check = flow, flow_max_side, fb_check
+        self.flow_weights = flow_weights
         self.reset()
 
     def reset(self) -> None:
@@ -71,12 +72,14 @@ class IoUTracker:
         score = crop_iou([tr.mask for tr in self.tracks], frame)
         if self.flow is not None and rgb is not None and self._prev is not None:
             prev_rgb, prev_index, prev_ids = self._prev
-            to_prev = optical_flow(rgb, prev_rgb, backend=self.flow, max_side=self.flow_max_side)
+            to_prev = optical_flow(rgb, prev_rgb, backend=self.flow, max_side=self.flow_max_side,
+                                   weights=self.flow_weights)
             warped = warp_labels(prev_index, to_prev, fill=0)
             target = frame
             if self.fb_check:
                 # occluded pixels (inconsistent flow) are unknown: left out on both sides
-                to_next = optical_flow(prev_rgb, rgb, backend=self.flow, max_side=self.flow_max_side)
+                to_next = optical_flow(prev_rgb, rgb, backend=self.flow,
+                                       max_side=self.flow_max_side, weights=self.flow_weights)
                 valid = consistent(to_prev, to_next)
                 warped[~valid] = 0
                 target = FrameSegments(np.where(valid, frame.index, 0), frame.category)
