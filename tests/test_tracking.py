@@ -242,3 +242,13 @@ def test_vpseg_track_end_to_end(tmp_path, capsys):
                  "--tracker", "hila", "--param", "nonsense=1"]) == 2
     assert main(["track", str(tmp_path / "shuffled"), str(out / "y"), "--format", "kitti-step",
                  "--tracker", "nope"]) == 2
+
+
+def test_compose_fills_stuff_from_the_semantic_map():
+    from vpseg.core.labels import get_label_space
+    from vpseg.tracking.segments import compose
+
+    labels = get_label_space("kitti-step")
+    f = FrameSegments(index=np.array([[0, 1, 1, 0]], np.int32), category=np.array([13]))
+    semantic = np.array([[0, 13, 13, 10]])
+    assert compose(f, [5], semantic, labels).tolist() == [[0, 13005, 13005, 10000]]

@@ -15,7 +15,8 @@ import numpy as np
 
 from vpseg.core.labels import LabelSpace
 
-__all__ = ["Segment", "FrameSegments", "paste", "from_panoptic", "to_panoptic", "mask_iou", "boxes"]
+__all__ = ["Segment", "FrameSegments", "paste", "from_panoptic", "to_panoptic", "compose",
+           "mask_iou", "boxes"]
 
 
 @dataclass
@@ -143,6 +144,16 @@ def to_panoptic(
     sel = frame.index > 0
     out[sel] = lut[frame.index[sel]]
     return out.astype(pan.dtype)
+
+
+def compose(
+    frame: FrameSegments, track_ids: Sequence[int] | np.ndarray, semantic: np.ndarray,
+    labels: LabelSpace,
+) -> np.ndarray:
+    """A panoptic frame from tracked thing segments and an ``(H, W)`` semantic map that fills the
+    rest (stuff; a thing class there without a segment becomes crowd, instance 0)."""
+    base = np.asarray(semantic).astype(np.int64) * labels.label_divisor
+    return to_panoptic(base.astype(np.int32), frame, track_ids, labels)
 
 
 def mask_iou(a: FrameSegments | np.ndarray, b: FrameSegments) -> np.ndarray:
