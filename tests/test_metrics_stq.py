@@ -166,3 +166,50 @@ def test_a_class_change_starts_a_new_predicted_tube():
     assert r["AQ"] == pytest.approx(0.25 * (2 * 0.5 + 2 * 0.5))
     assert r["IoU"] == pytest.approx((0.5 + 0.0) / 2)  # truck is only predicted: IoU 0
     assert r["STQ"] == pytest.approx(np.sqrt(0.5 * 0.25))
+
+
+# The official deeplab2 test_complex_example (three 8x8 frames; classes sky 0, vegetation 1,
+# cars 2 = thing). Exact values: AQ = 12989/23460, IoU = 137437/170316.
+_COMPLEX = {
+    "gt_sem": [
+        ["00000000", "00000000", "00020111", "02222111", "22222211", "22222221", "22222221", "22222211"],
+        ["00000000", "00000000", "02001100", "22211110", "22221111", "22222111", "22222111", "22221111"],
+        ["00000000", "00000000", "00000000", "20111000", "22111100", "22211110", "22211111", "22211111"],
+    ],
+    "gt_inst": [
+        ["00000000", "00000000", "00020000", "02222000", "22222200", "22222220", "22222220", "22222200"],
+        ["00000000", "00000000", "02000000", "22200000", "22220000", "22222000", "22222000", "22220000"],
+        ["00000000", "00000000", "00000000", "20000000", "22000000", "22200000", "22200000", "22200000"],
+    ],
+    "pr_sem": [
+        ["00000000", "00000000", "00000100", "00022111", "02222211", "22222221", "22222221", "22222221"],
+        ["00000000", "00000000", "00001100", "02221111", "22221111", "22222111", "22222211", "22222111"],
+        ["00000000", "00000000", "00001000", "00111100", "22211100", "22211111", "22221111", "22221111"],
+    ],
+    "pr_inst": [
+        ["00000000", "00000000", "00000000", "00022000", "02222100", "22222110", "22221110", "22221110"],
+        ["00000000", "00000000", "00000000", "02220000", "22220000", "22222000", "22221100", "22221000"],
+        ["00000000", "00000000", "00000000", "00000000", "22200000", "22200000", "22220000", "22220000"],
+    ],
+}
+
+
+def test_deeplab2_complex_example_exactly():
+    from fractions import Fraction
+
+    from vpseg.core.labels import LabelSpace
+
+    labels = LabelSpace.from_json({"categories": [{"id": 0, "name": "sky"},
+                                                  {"id": 1, "name": "vegetation"},
+                                                  {"id": 2, "name": "cars", "isthing": 1}]})
+
+    def grid(rows):
+        return np.array([[int(c) for c in r] for r in rows], np.int32)
+
+    gt = [grid(s) * 1000 + grid(i) for s, i in zip(_COMPLEX["gt_sem"], _COMPLEX["gt_inst"], strict=True)]
+    pred = [grid(s) * 1000 + grid(i) for s, i in zip(_COMPLEX["pr_sem"], _COMPLEX["pr_inst"], strict=True)]
+    r = _stq(labels, [(gt, pred)]).result()
+    aq, iou = Fraction(12989, 23460), Fraction(137437, 170316)
+    assert r["AQ"] == pytest.approx(float(aq), abs=1e-12)
+    assert r["IoU"] == pytest.approx(float(iou), abs=1e-12)
+    assert r["STQ"] == pytest.approx(0.6684177335247542, abs=1e-12)
