@@ -146,3 +146,25 @@ def test_vipseg_with_gt_json_elsewhere_and_pred_json(tmp_path):
     assert json.loads(out.read_text())["stq"]["STQ"] == 1.0
     assert main(["eval", str(tmp_path), str(tmp_path), "--format", "kitti-step", "--gt-json",
                  str(moved)]) == 2
+
+
+def test_vipseg_stq_wrapper_quirk_is_an_option(tmp_path):
+    """eval_stq_vspw.py numbers a video's segments from 0 in listing order, so a first-listed
+    thing (here person track A) is crowd there; vpseg offers it as --stq-vipseg-wrapper."""
+    from vpseg.core.labels import get_label_space
+    from vpseg.core.video import Video
+
+    labels = get_label_space("vipseg")
+    fmt = get_format("vipseg")
+    gt = [np.array([[60001, 60001, 60002, 60002]], np.int32)] * 2  # A A B B, twice
+    pred = [np.array([[60011, 60011, 60002, 60002]], np.int32),
+            np.array([[60012, 60012, 60002, 60002]], np.int32)]  # A's id switches
+    for root, frames in (("gt", gt), ("pred", pred)):
+        with fmt.open_writer(tmp_path / root, split="val") as writer:
+            writer.write(Video(name="v", panoptic=frames, label_space=labels))
+    plain = evaluate(fmt, tmp_path / "gt", tmp_path / "pred", EvalConfig(metrics=("stq",)))
+    quirk = evaluate(fmt, tmp_path / "gt", tmp_path / "pred",
+                     EvalConfig(metrics=("stq",), stq_vipseg_wrapper=True))
+    assert plain["stq"]["AQ"] == pytest.approx((0.5 + 1.0) / 2)  # A: (1/4)(2·½ + 2·½)
+    assert quirk["stq"]["AQ"] == 1.0  # A is crowd: only B counts
+    assert quirk["config"]["stq_vipseg_wrapper"] is True

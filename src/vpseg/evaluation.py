@@ -60,6 +60,7 @@ class EvalConfig:
     flow_max_side: int | None = 640  # TC: flow working resolution (longer side, pixels)
     flow_weights: str | None = None  # TC: local weights file for the raft backends
     tc_per_video: bool = False  # TC: the paper's per-video mean instead of the official pooled
+    stq_vipseg_wrapper: bool = False  # STQ: reproduce eval_stq_vspw.py's first-segment-as-crowd
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.metrics if m not in METRIC_FAMILIES]
@@ -187,7 +188,13 @@ def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfi
             previous = (rgb, p)
         table = pair_table(g, p)
         if acc.stq is not None:
-            acc.stq.update(table, gt.name)
+            quirk = gt.meta.get("first_listed") if config.stq_vipseg_wrapper else None
+            if isinstance(quirk, int):
+                # VIPSeg's wrapper gives the video's first-listed segment instance 0: crowd
+                crowd = np.where(g == quirk, quirk - quirk % div, g)
+                acc.stq.update(pair_table(crowd, p), gt.name)
+            else:
+                acc.stq.update(table, gt.name)
         if acc.vpq is not None and i % config.vpq_stride == 0:
             acc.vpq.update(table, gt.name)
         if acc.pq is not None:
@@ -305,7 +312,7 @@ def evaluate(
         "vpq_stride": config.vpq_stride, "vc_n": list(config.vc_ns),
         "vc_official_windows": config.vc_official_windows, "videos": len(names),
         "flow_backend": config.flow_backend, "flow_max_side": config.flow_max_side,
-        "tc_per_video": config.tc_per_video,
+        "tc_per_video": config.tc_per_video, "stq_vipseg_wrapper": config.stq_vipseg_wrapper,
         "frames": total.frames, "vpseg": __version__,
     }
     return out

@@ -200,7 +200,8 @@ def eval_(args: argparse.Namespace) -> int:
                         vc_ns=_ints(args.vc_n, "--vc-n"),
                         vc_official_windows=not args.vc_all_windows, flow_backend=args.flow,
                         flow_max_side=args.flow_max_side or None, tc_per_video=args.tc_per_video,
-                        flow_weights=args.flow_weights)
+                        flow_weights=args.flow_weights,
+                        stq_vipseg_wrapper=args.stq_vipseg_wrapper)
     result = evaluate(fmt, args.gt, args.pred, config, split=args.split,
                       label_space=_labels(args.label_space), workers=max(1, args.workers),
                       gt_json=args.gt_json, pred_json=args.pred_json)

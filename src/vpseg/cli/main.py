@@ -99,6 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="TC: flow working resolution, longer side in pixels (0: full size)")
     p.add_argument("--tc-per-video", action="store_true",
                    help="TC: mean over videos (the paper) instead of pooled pairs (the official code)")
+    p.add_argument("--stq-vipseg-wrapper", action="store_true",
+                   help="STQ: reproduce VIPSeg's eval_stq_vspw.py, which numbers a video's "
+                        "segments from 0 so a first-listed thing becomes crowd (published VIPSeg "
+                        "STQ numbers include it)")
     p.add_argument("--label-space", help="custom label space JSON (overrides the format's)")
     p.add_argument("--gt-json", help="COCO-style formats: the ground-truth JSON, if not found by name")
     p.add_argument("--pred-json", help="COCO-style formats: the prediction JSON (default pred.json)")

@@ -198,6 +198,7 @@ class NestedCocoFormat:
             frame_names=tuple(stem for stem, _ in parsed),
             rgb=rgb_frames(images if images.is_dir() else None, files),
             sources=tuple(str(f) for f in files),
+            meta={"first_listed": _first_listed(parsed, to_panoptic, labels)},
         )
 
     def open_writer(
@@ -205,6 +206,18 @@ class NestedCocoFormat:
     ) -> NestedCocoWriter:
         labels = label_space or self.default_label_space()
         return NestedCocoWriter(self, Path(root), split, labels)
+
+
+def _first_listed(parsed: _Frames, instances: dict[int, int], labels: LabelSpace) -> int | None:
+    """Panoptic id of a video's first-listed segment when it is a tracked thing (VIPSeg's STQ
+    wrapper numbers segments from 0 in listing order, so that one becomes crowd there)."""
+    for _, segments in parsed:
+        if segments:
+            seg = segments[0]
+            if seg.id in instances and labels.is_thing(seg.category_id) and not seg.iscrowd:
+                return seg.category_id * labels.label_divisor + instances[seg.id]
+            return None
+    return None
 
 
 def _pick(
