@@ -254,23 +254,3 @@ def track(args: argparse.Namespace) -> int:
         print(f"note: {note}")
     print(f"tracked {count} videos with {args.tracker!r} -> {args.out}")
     return 0
-
-
-def demo(args: argparse.Namespace) -> int:
-    """Until the model lands: synthesize a small set, summarise it, render one video."""
-    out = Path(args.out)
-    fmt = _format("kitti-step")
-    cfg = SynthConfig(frames=30)
-    start = time.perf_counter()
-    data = out / "data"
-    synthesize(data, fmt, cfg, videos=4, seed=args.seed, split="val")
-    print(f"synthetic KITTI-STEP-layout data set: {data} ({time.perf_counter() - start:.1f} s)\n")
-    videos = [fmt.read_video(data, v, split="val") for v in fmt.list_videos(data, split="val")]
-    summary = summarize(videos, videos[0].label_space).to_json()
-    print(format_table(summary))
-    write_json(out / "summary.json", summary, indent=1)
-    mp4 = out / f"overlay_{videos[0].name}.mp4"
-    write_mp4(mp4, render_frames(videos[0]), fps=10)
-    print(f"\noutputs in {out}/:\n  data set      {data}\n  summary JSON  {out / 'summary.json'}"
-          f"\n  overlay MP4   {mp4}")
-    return 0

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from vpseg import __version__
-from vpseg.cli import commands
+from vpseg.cli import commands, model_commands
 from vpseg.errors import InputError
 
 __all__ = ["main", "build_parser"]
@@ -124,10 +124,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-space")
     p.set_defaults(func=commands.track)
 
-    p = sub.add_parser("demo", help="the main job on the built-in synthetic world")
-    p.add_argument("--out", default="demo-out")
+    p = sub.add_parser("train", help="train a Video-kMaX model (torchrun for several GPUs)")
+    p.add_argument("--model", default="video-kmax-tiny",
+                   help="video-kmax-tiny, video-kmax-r50, video-kmax-convnext-l")
+    p.add_argument("--data", help="dataset root (default: the synthetic world, a fresh scene "
+                   "per clip, in --format's label space)")
+    _add_format(p)
+    p.add_argument("--split", help="split to train on (default: the format's train split)")
+    p.add_argument("--label-space")
+    p.add_argument("--out", required=True, help="run folder (ckpt.pt is written there)")
+    p.add_argument("--clip", type=int, default=2, help="frames per clip: 1 online, 2 near-online")
+    p.add_argument("--epochs", type=float, help="passes over the data set's clips")
+    p.add_argument("--iters", type=int, help="training iterations")
+    p.add_argument("--minutes", type=float, help="as many iterations as fit in this time here")
+    p.add_argument("--batch-size", type=int, default=8, help="clips per iteration (per process)")
+    p.add_argument("--crop", default="128,256", help="training crop H,W")
+    p.add_argument("--min-scale", type=float, default=0.75)
+    p.add_argument("--max-scale", type=float, default=1.5)
+    p.add_argument("--lr", type=float, default=1e-3, help="AdamW base learning rate (poly decay)")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--warmup", type=int, default=100, help="warmup iterations")
+    p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--amp", action="store_true", help="mixed precision")
+    p.add_argument("--checkpoint-every", type=int, default=500)
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=commands.demo)
+    p.add_argument("--deterministic", action="store_true")
+    p.add_argument("--device", help="cpu, cuda (default: cuda when available)")
+    p.add_argument("--backbone-weights", help="local ImageNet weights file (torchvision format)")
+    p.set_defaults(func=model_commands.train)
+
+    p = sub.add_parser("segment", help="segment a video, a folder of frames or a data set")
+    p.add_argument("input", help="video file (mp4...), folder of frames, or dataset root")
+    p.add_argument("--checkpoint", required=True, help="RUN/ckpt.pt of vpseg train")
+    p.add_argument("--out", required=True)
+    p.add_argument("--format", default="kitti-step", help="output format (default kitti-step)")
+    p.add_argument("--input-format", help="INPUT is a data set in this format")
+    p.add_argument("--split", help="split of the input data set")
+    p.add_argument("--out-split", default="val", help="split folder of the output")
+    p.add_argument("--tracker", default="hila")
+    p.add_argument("--clip", type=int, help="clip length (default: the one trained with)")
+    p.add_argument("--no-overlay", action="store_true", help="write no overlay MP4s")
+    p.add_argument("--fps", type=float, default=10.0)
+    p.set_defaults(func=model_commands.segment)
+
+    p = sub.add_parser("demo", help="the main job: train, segment and evaluate on the synthetic world")
+    p.add_argument("--out", default="demo-out")
+    p.add_argument("--minutes", type=float, default=10.0, help="total time budget")
+    p.add_argument("--reserve", type=float, default=100.0,
+                   help="seconds of the budget kept for segmenting and evaluating")
+    p.add_argument("--val-videos", type=int, default=4)
+    p.add_argument("--frames", type=int, default=30, help="frames per val video")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=model_commands.demo)
     return parser
 
 

@@ -43,6 +43,11 @@ class TrainConfig:
     deterministic: bool = False
 
 
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (checkpoints hold the bare model)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+
+
 def seed_everything(seed: int, deterministic: bool = False) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -80,6 +85,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=config.amp and self.device_type == "cuda")
         self.iteration = 0
         self.history: list[float] = []
+        self.extra_state: dict[str, Any] = {}  # saved as "extra" (e.g. what rebuilds the model)
+        self.loss_parts: dict[str, float] = {}  # filled by a loss function that reports parts
 
     # -- one step ---------------------------------------------------------------------------
     def step(self) -> float:
@@ -127,18 +134,19 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(),
+            "model": _unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
             "config": asdict(self.config),
             "history": list(self.history),
+            "extra": dict(self.extra_state),
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                     "python": random.getstate()},
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
+        _unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.iteration = int(state["iteration"])

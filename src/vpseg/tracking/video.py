@@ -20,7 +20,7 @@ from vpseg.errors import InputError
 from vpseg.tracking.base import Tracker
 from vpseg.tracking.segments import from_panoptic, to_panoptic
 
-__all__ = ["track_video", "load_embeddings"]
+__all__ = ["track_video", "load_embeddings", "FramesInOrder"]
 
 
 def load_embeddings(path: Path) -> dict[str, dict[int, np.ndarray]] | None:
@@ -44,7 +44,7 @@ def load_embeddings(path: Path) -> dict[str, dict[int, np.ndarray]] | None:
     return out
 
 
-class _InOrder(Sequence[np.ndarray]):
+class FramesInOrder(Sequence[np.ndarray]):
     """Frames produced by a generator and read once, in order (as the writers do)."""
 
     def __init__(self, frames: Iterator[np.ndarray], length: int) -> None:
@@ -89,6 +89,6 @@ def track_video(
                                  "they do not fit the label divisor", path=video.name, frame=name)
             yield to_panoptic(pan, segments, ids, labels)
 
-    return Video(name=video.name, panoptic=_InOrder(frames(), len(video)),
+    return Video(name=video.name, panoptic=FramesInOrder(frames(), len(video)),
                  label_space=labels, frame_index=video.frame_index,
                  frame_names=video.frame_names, rgb=video.rgb)

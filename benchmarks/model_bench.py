@@ -1,0 +1,93 @@
+"""Video-kMaX forward speed and memory on this machine's CPU (or a GPU with --device cuda).
+
+For each model and clip length T: the forward pass of one clip ``1×T×3×H×W`` at 384×640 (eval
+mode, no gradients), in milliseconds per *frame* (median of --repeats runs after one warm-up),
+and the peak memory of the process during the runs above what the built model already held
+(each configuration runs in a fresh subprocess, so ``ru_maxrss`` is its own; on CUDA the peak
+allocated memory). Ratios are against T = 1 of the same model, measured in the same run: a clip
+costs the backbone T times while the decoders run once on a T·H×W image.
+
+    python benchmarks/model_bench.py [--models video-kmax-tiny,video-kmax-r50 --clips 1,2,4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+
+def one(model_name: str, clip: int, height: int, width: int, repeats: int, device: str) -> dict:
+    import torch
+
+    from vpseg.models.video_kmax import build_model
+
+    torch.manual_seed(0)
+    model = build_model(model_name, 19).eval().to(device)
+    x = torch.rand(1, clip, 3, height, width, device=device)
+    params = sum(p.numel() for p in model.parameters())
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        base_cuda = torch.cuda.memory_allocated()
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 1):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(x)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            if i:  # the first run is a warm-up
+                times.append(time.perf_counter() - start)
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    if device.startswith("cuda"):
+        peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
+    return {"model": model_name, "T": clip, "params_M": params / 1e6,
+            "ms_per_frame": 1000 * statistics.median(times) / clip, "peak_MiB": peak}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--models", default="video-kmax-tiny,video-kmax-r50")
+    ap.add_argument("--clips", default="1,2,4")
+    ap.add_argument("--size", default="384,640")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--one", nargs=2, metavar=("MODEL", "T"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    h, w = (int(v) for v in args.size.split(","))
+    if args.one:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        print(json.dumps(one(args.one[0], int(args.one[1]), h, w, args.repeats, args.device)))
+        return
+    import torch
+
+    threads = args.threads or torch.get_num_threads()
+    print(f"forward pass, one clip at {h}x{w}, device {args.device}, {threads} threads, "
+          f"median of {args.repeats}")
+    print(f"{'model':<24}{'params':>9}{'T':>3}{'ms/frame':>11}{'vs T=1':>8}{'peak MiB':>10}")
+    for name in args.models.split(","):
+        first = None
+        for clip in (int(c) for c in args.clips.split(",")):
+            res = subprocess.run(
+                [sys.executable, __file__, "--one", name, str(clip), "--size", args.size,
+                 "--repeats", str(args.repeats), "--device", args.device,
+                 "--threads", str(threads)], capture_output=True, text=True, check=True)
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            first = first or r["ms_per_frame"]
+            print(f"{name:<24}{r['params_M']:>8.1f}M{clip:>3}{r['ms_per_frame']:>11.1f}"
+                  f"{r['ms_per_frame'] / first:>8.2f}{r['peak_MiB']:>10.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

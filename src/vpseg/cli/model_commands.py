@@ -1,0 +1,337 @@
+"""``vpseg train``, ``vpseg segment`` and ``vpseg demo``: the commands that need PyTorch (imported
+only when one of them runs)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vpseg._atomic import write_json, write_text
+from vpseg.core.labels import LabelSpace, load_label_space
+from vpseg.core.video import Video
+from vpseg.errors import InputError
+from vpseg.formats import Format, get_format
+
+__all__ = ["train", "segment", "demo", "read_video_file", "InputVideo", "input_videos"]
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _format(name: str) -> Format:
+    try:
+        return get_format(name)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0])) from None
+
+
+def _pair(text: str, what: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.lower().replace("x", ",").split(","))
+    except ValueError:
+        raise InputError(f"{what} must be H,W (e.g. 128,256), got {text!r}") from None
+    if a < 32 or b < 32:
+        raise InputError(f"{what} must be at least 32,32, got {text!r}")
+    return a, b
+
+
+# ---------------------------------------------------------------------------------------------
+# vpseg train
+
+
+def train(args: argparse.Namespace) -> int:
+    import torch
+
+    from vpseg.core.synthetic import SynthConfig
+    from vpseg.engine.checkpoint import load_checkpoint
+    from vpseg.engine.data import ClipAugment, FormatClips, SyntheticClips
+    from vpseg.engine.train import RunSpec, calibrate_iterations, make_trainer
+    from vpseg.engine.trainer import TrainConfig, seed_everything
+    from vpseg.models.video_kmax import MODEL_CONFIGS
+
+    if args.model not in MODEL_CONFIGS:
+        raise InputError(f"unknown model {args.model!r}; known: {', '.join(MODEL_CONFIGS)}")
+    if args.clip < 1 or args.batch_size < 1:
+        raise InputError("--clip and --batch-size must be >= 1")
+    fmt = _format(args.format)
+    crop = _pair(args.crop, "--crop")
+    labels = load_label_space(args.label_space) if args.label_space else None
+    aug = ClipAugment(crop=crop, scale=(args.min_scale, args.max_scale))
+    if args.data is None:  # the synthetic world, a fresh scene per clip
+        labels = labels or fmt.default_label_space()
+        dataset: torch.utils.data.Dataset = SyntheticClips(
+            labels, length=10**9, frames=args.clip, augment=aug, seed=args.seed,
+            config=SynthConfig(height=crop[0], width=crop[1], frames=args.clip))
+    else:
+        if not Path(args.data).exists():
+            raise InputError("no such file or folder", path=args.data)
+        dataset = FormatClips(fmt, args.data, split=args.split, frames=args.clip, augment=aug,
+                              seed=args.seed, label_space=labels)
+        if len(dataset) == 0:
+            raise InputError(f"no clips of {args.clip} annotated frames found", path=args.data)
+        first = fmt.list_videos(args.data, split=args.split)[0]
+        labels = labels or fmt.read_video(args.data, first, split=args.split).label_space
+    assert labels is not None
+    spec = RunSpec(model=args.model, clip=args.clip, batch_size=args.batch_size, crop=crop)
+    out = Path(args.out)
+    resume = out / "ckpt.pt" if args.resume else None
+    if resume is not None:
+        state = load_checkpoint(resume)
+        config = TrainConfig(**state["config"])
+    else:
+        if args.iters:
+            iters = args.iters
+        elif args.minutes:
+            iters = calibrate_iterations(spec, labels, dataset, args.minutes * 60)
+            print(f"{args.minutes:g} minutes on this machine: {iters} iterations")
+        elif args.epochs and args.data is not None:
+            iters = max(1, math.ceil(args.epochs * len(dataset) / args.batch_size))  # type: ignore[arg-type]
+        else:
+            raise InputError("say how long to train: --iters, --minutes or --epochs (a data set)")
+        config = TrainConfig(max_iters=iters, lr=args.lr, weight_decay=args.weight_decay,
+                             warmup_iters=min(args.warmup, iters // 10), grad_clip=args.grad_clip,
+                             amp=args.amp, checkpoint_every=args.checkpoint_every, seed=args.seed,
+                             deterministic=args.deterministic)
+    seed_everything(config.seed, config.deterministic)
+    trainer = make_trainer(spec, labels, dataset, config, out_dir=out, progress=True,
+                           device=args.device, backbone_weights=args.backbone_weights)
+    if resume is not None:
+        trainer.resume(resume)
+        print(f"resumed {resume} at iteration {trainer.iteration}/{config.max_iters}")
+    start = time.perf_counter()
+    trainer.train()
+    print(f"trained {args.model} for {trainer.iteration} iterations "
+          f"({time.perf_counter() - start:.0f} s) -> {out / 'ckpt.pt'}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# inputs of vpseg segment
+
+
+@dataclass
+class InputVideo:
+    """RGB frames to segment: a name, the frame names and a way to read the frames in order."""
+
+    name: str
+    frame_names: tuple[str, ...]
+    frames: Callable[[], Iterator[np.ndarray]]
+
+
+def read_video_file(path: Path) -> InputVideo:
+    """A video file decoded with PyAV (FFmpeg): frames counted first, then streamed."""
+    try:
+        import av
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise InputError("reading video files needs PyAV: pip install 'vpseg[video]'") from None
+
+    def decode() -> Iterator[np.ndarray]:
+        with av.open(str(path)) as container:
+            for frame in container.decode(video=0):
+                yield frame.to_ndarray(format="rgb24")
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise InputError("no video stream", path=path)
+            count = sum(1 for _ in container.decode(video=0))
+    except av.error.FFmpegError as exc:
+        raise InputError(f"cannot decode video: {exc}", path=path) from None
+    if count == 0:
+        raise InputError("the video has no frames", path=path)
+    return InputVideo(path.stem, tuple(f"{i:06d}" for i in range(count)), decode)
+
+
+def _frame_folder(folder: Path) -> InputVideo:
+    from PIL import Image
+
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+    def read() -> Iterator[np.ndarray]:
+        for i, f in enumerate(files):
+            try:
+                yield np.asarray(Image.open(f).convert("RGB"))
+            except OSError as exc:
+                raise InputError(f"cannot read image: {exc}", path=f, frame=i) from None
+
+    return InputVideo(folder.name, tuple(f.stem for f in files), read)
+
+
+def _reader(frames: Sequence[np.ndarray]) -> Callable[[], Iterator[np.ndarray]]:
+    return lambda: (np.asarray(f) for f in frames)
+
+
+def input_videos(path: str, fmt_name: str | None, split: str | None) -> list[InputVideo]:
+    """What ``vpseg segment`` reads: a video file, a folder of frames, or (with
+    ``--input-format``) a data set root/split in any vpseg format (its RGB frames)."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError("no such file or folder", path=p)
+    if p.is_file():
+        if p.suffix.lower() not in VIDEO_SUFFIXES:
+            raise InputError(f"not a video file (expected one of {', '.join(VIDEO_SUFFIXES)})", path=p)
+        return [read_video_file(p)]
+    if fmt_name is None:
+        if not any(f.suffix.lower() in IMAGE_SUFFIXES for f in p.iterdir()):
+            raise InputError("no frames (.png/.jpg) in this folder; for a data set give "
+                             "--input-format", path=p)
+        return [_frame_folder(p)]
+    fmt = _format(fmt_name)
+    names = fmt.list_videos(p, split=split)
+    if not names:
+        raise InputError(f"no {fmt.name} videos found", path=p)
+    out = []
+    for name in names:
+        video = fmt.read_video(p, name, split=split)
+        frames = video.all_rgb if video.all_rgb is not None else video.rgb
+        frame_names = video.all_rgb_names if video.all_rgb is not None else video.frame_names
+        if frames is None:
+            raise InputError(f"video {name!r} has no RGB frames", path=p)
+        out.append(InputVideo(name, tuple(frame_names), _reader(frames)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# vpseg segment
+
+
+def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, fmt: Format, *,
+                   tracker_name: str = "hila", clip: int | None = None, split: str = "val",
+                   overlay: bool = True, fps: float = 10.0,
+                   progress: bool = True) -> tuple[LabelSpace, list[str]]:
+    """Segment ``videos`` with a checkpoint; write panoptic frames in ``fmt`` (and overlay MP4s
+    under ``out/overlay/``). Returns the label space and the video names."""
+    import torch
+    from tqdm import tqdm
+
+    from vpseg.engine.inference import segment_frames
+    from vpseg.engine.train import load_model
+    from vpseg.tracking import make_tracker
+    from vpseg.tracking.video import FramesInOrder
+    from vpseg.viz import render_frames, write_mp4
+
+    model, spec, labels = load_model(checkpoint)
+    if torch.cuda.is_available():
+        model = model.cuda()
+    t = clip or spec.clip
+    try:
+        tracker = make_tracker(tracker_name)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0])) from None
+    with fmt.open_writer(out, label_space=labels, split=split) as writer:
+        for video in videos:
+            frames = segment_frames(model, video.frames(), labels, tracker, clip=t)
+            bar = tqdm(frames, total=len(video.frame_names), desc=video.name, unit="frame",
+                       disable=not (progress and sys.stderr.isatty()), leave=False)
+            writer.write(Video(name=video.name, panoptic=FramesInOrder(iter(bar), len(video.frame_names)),
+                               label_space=labels, frame_names=video.frame_names))
+    if overlay:
+        for video in videos:
+            pred = fmt.read_video(out, video.name, split=split, label_space=labels)
+            shown = Video(name=video.name, panoptic=pred.panoptic, label_space=labels,
+                          frame_names=pred.frame_names, rgb=list(video.frames()))
+            write_mp4(out / "overlay" / f"{video.name}.mp4", render_frames(shown), fps=fps)
+    return labels, [v.name for v in videos]
+
+
+def segment(args: argparse.Namespace) -> int:
+    videos = input_videos(args.input, args.input_format, args.split)
+    fmt = _format(args.format)
+    segment_videos(videos, args.checkpoint, Path(args.out), fmt, tracker_name=args.tracker,
+                   clip=args.clip, split=args.out_split, overlay=not args.no_overlay, fps=args.fps)
+    print(f"segmented {len(videos)} video(s) -> {args.out} ({fmt.name})"
+          + ("" if args.no_overlay else f", overlays in {Path(args.out) / 'overlay'}"))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# vpseg demo
+
+
+def demo(args: argparse.Namespace) -> int:
+    """Synthetic KITTI-STEP train/val, train video-kmax-tiny near-online on the CPU for
+    ``--minutes``, segment val with HiLA-MB, evaluate, write everything to ``--out``."""
+    import torch
+
+    from vpseg.cli.commands import synthesize
+    from vpseg.core.synthetic import SynthConfig
+    from vpseg.engine.data import ClipAugment, SyntheticClips
+    from vpseg.engine.train import RunSpec, calibrate_iterations, make_trainer
+    from vpseg.engine.trainer import TrainConfig, seed_everything
+    from vpseg.evaluation import VPQ_PRESETS, EvalConfig, evaluate
+    from vpseg.evaluation_report import format_results
+    from vpseg.viz import render_frames, write_mp4
+
+    wall = time.perf_counter()
+    out = Path(args.out)
+    fmt = _format("kitti-step")
+    labels = fmt.default_label_space()
+    h, w = 128, 256
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    # 1. data: a held-out val set on disk; training clips generated on the fly
+    val_root = out / "data"
+    synthesize(val_root, fmt, SynthConfig(height=h, width=w, frames=args.frames),
+               videos=args.val_videos, seed=10_000 + args.seed, split="val")
+    print(f"[1/4] synthetic KITTI-STEP val set: {args.val_videos} videos x {args.frames} frames "
+          f"{h}x{w} -> {val_root}")
+    spec = RunSpec(model="video-kmax-tiny", clip=2, batch_size=8, crop=(h, w))
+    clips = SyntheticClips(labels, length=10**9, frames=spec.clip, seed=args.seed,
+                           config=SynthConfig(height=h, width=w, frames=spec.clip),
+                           augment=ClipAugment(crop=(h, w), scale=(0.75, 1.5)))
+    # 2. train near-online within the time budget (the rest of it is for segmenting + eval)
+    budget = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
+    iters = calibrate_iterations(spec, labels, clips, budget)
+    config = TrainConfig(max_iters=iters, lr=1e-3, warmup_iters=min(100, iters // 10),
+                         seed=args.seed)
+    seed_everything(config.seed)
+    trainer = make_trainer(spec, labels, clips, config, out_dir=out / "run", progress=True)
+    print(f"[2/4] training video-kmax-tiny (T=2, {sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M "
+          f"parameters) for {iters} iterations (~{budget / 60:.1f} min) ...")
+    trainer.train()
+    ckpt = out / "run" / "ckpt.pt"
+    # 3. segment the val videos near-online with HiLA-MB
+    print(f"[3/4] segmenting {args.val_videos} val videos near-online with HiLA-MB ...")
+    videos = input_videos(str(val_root), "kitti-step", "val")
+    pred_root = out / "pred"
+    segment_videos(videos, ckpt, pred_root, fmt, tracker_name="hila", clip=2, overlay=False)
+    # 4. evaluate, report
+    ks, names, _ = VPQ_PRESETS["vipseg"]
+    config_eval = EvalConfig(metrics=("stq", "vpq", "semantic"), vpq_ks=ks, vpq_names=names)
+    result = evaluate(fmt, val_root, pred_root, config_eval, split="val")
+    write_json(out / "metrics.json", result, indent=1)
+    first = videos[0].name
+    gt = fmt.read_video(val_root, first, split="val")
+    pred = fmt.read_video(pred_root, first, split="val", label_space=labels)
+    mp4 = out / f"overlay_{first}.mp4"
+    write_mp4(mp4, render_frames(gt, pred), fps=10)
+    print("[4/4] results on the held-out synthetic val videos:\n")
+    print(format_results(result))
+    elapsed = time.perf_counter() - wall
+    stq, vpq, miou = (result["stq"]["STQ"], result["vpq"]["VPQ"],
+                      result["semantic"]["mIoU"])
+    report = "\n".join([
+        "# vpseg demo", "",
+        f"video-kmax-tiny trained near-online (clips of 2 frames) for {iters} iterations on "
+        f"synthetic KITTI-STEP clips generated on the fly, then run on {args.val_videos} held-out "
+        f"val videos ({args.frames} frames, {h}x{w}) with HiLA-MB association.", "",
+        "| metric | value |", "|---|---|",
+        f"| STQ | {stq:.3f} |", f"| AQ | {result['stq']['AQ']:.3f} |",
+        f"| SQ | {result['stq']['SQ']:.3f} |",
+        f"| VPQ (vipseg preset, k = {', '.join(map(str, ks))}) | {vpq:.3f} |",
+        f"| mIoU | {miou:.3f} |", "",
+        f"Wall time {elapsed / 60:.1f} min. Files: `run/ckpt.pt` (checkpoint), `metrics.json` "
+        f"(the `vpseg eval` schema), `{mp4.name}` (ground truth | prediction), `pred/` "
+        "(predictions, KITTI-STEP layout), `data/` (val set).", ""])
+    write_text(out / "report.md", report)
+    print(f"\nwall time {elapsed / 60:.1f} min; outputs in {out}/:\n"
+          f"  checkpoint    {ckpt}\n  metrics JSON  {out / 'metrics.json'}\n"
+          f"  overlay MP4   {mp4}\n  report        {out / 'report.md'}\n"
+          f"  predictions   {pred_root}\n  val data      {val_root}")
+    return 0

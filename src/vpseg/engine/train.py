@@ -1,0 +1,157 @@
+"""Training a Video-kMaX model: clips from a data set (or the synthetic world, generated on the fly),
+the kMaX losses, the plain ``Trainer`` loop; DDP under ``torchrun``.
+
+The run folder holds ``ckpt.pt`` (model, optimizer, schedule position, RNG states, and the
+``run`` entry: model name, label space, clip length, crop — everything ``vpseg segment`` needs).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from vpseg.core.labels import LabelSpace
+from vpseg.engine import distributed
+from vpseg.engine.data import collate
+from vpseg.engine.trainer import TrainConfig, Trainer
+from vpseg.models.losses import KMaXLoss, LossWeights, make_targets
+from vpseg.models.video_kmax import MODEL_CONFIGS, VideoKMaX, build_model
+
+__all__ = ["RunSpec", "make_trainer", "calibrate_iterations", "num_classes_of", "load_model"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What a checkpoint must remember to rebuild and use the model."""
+
+    model: str
+    clip: int
+    batch_size: int
+    crop: tuple[int, int]
+
+
+def num_classes_of(labels: LabelSpace) -> int:
+    return labels.max_id + 1
+
+
+class Prefetch:
+    """``batches(i)`` computed one iteration ahead in a background thread (samples are pure
+    functions of their index, so this changes nothing but the wall time)."""
+
+    def __init__(self, batches: Callable[[int], dict[str, torch.Tensor]]) -> None:
+        self.batches = batches
+        self.pool = ThreadPoolExecutor(max_workers=1)
+        self.pending: tuple[int, Future[dict[str, torch.Tensor]]] | None = None
+
+    def __call__(self, iteration: int) -> dict[str, torch.Tensor]:
+        if self.pending is not None and self.pending[0] == iteration:
+            batch = self.pending[1].result()
+        else:
+            batch = self.batches(iteration)
+        self.pending = (iteration + 1, self.pool.submit(self.batches, iteration + 1))
+        return batch
+
+
+def _batches(dataset: Dataset[dict[str, torch.Tensor]], batch_size: int,
+             info: distributed.DistInfo) -> Callable[[int], dict[str, torch.Tensor]]:
+    """Iteration i of process ``rank`` takes samples ``(i·world + rank)·B ...`` (mod the size)."""
+    n = len(dataset)  # type: ignore[arg-type]
+
+    def batch(iteration: int) -> dict[str, torch.Tensor]:
+        first = (iteration * info.world + info.rank) * batch_size
+        return collate([dataset[(first + k) % n] for k in range(batch_size)])
+
+    return Prefetch(batch)
+
+
+def _loss_fn(labels: LabelSpace, criterion: KMaXLoss, device: str,
+             log: dict[str, float]) -> Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]:
+    def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        images = batch["images"].to(device, non_blocking=True)
+        out = model(images)
+        h4, w4 = out["mask_logits"].shape[-2] // images.shape[1], out["mask_logits"].shape[-1]
+        targets = make_targets(batch["panoptic"], labels, (h4, w4))
+        targets = [t.to(device) for t in targets]
+        total, parts = criterion(out, targets)
+        log.update(parts)
+        return total
+
+    return loss
+
+
+def make_trainer(
+    spec: RunSpec, labels: LabelSpace, dataset: Dataset[dict[str, torch.Tensor]],
+    config: TrainConfig, *, out_dir: str | Path | None = None, progress: bool = False,
+    weights: LossWeights | None = None, device: str | None = None,
+    backbone_weights: str | Path | None = None,
+) -> Trainer:
+    """A ``Trainer`` for ``spec.model`` on ``dataset`` (DDP-wrapped under ``torchrun``)."""
+    if spec.model not in MODEL_CONFIGS:
+        raise ValueError(f"unknown model {spec.model!r}; known: {', '.join(MODEL_CONFIGS)}")
+    info = distributed.init(device)
+    model: nn.Module = build_model(spec.model, num_classes_of(labels))
+    if backbone_weights is not None:
+        from vpseg.models.backbones import load_backbone_weights
+
+        load_backbone_weights(model.backbone, backbone_weights)  # type: ignore[arg-type]
+    model = model.to(info.device)
+    if info.distributed:
+        if info.device.startswith("cuda"):
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[info.local_rank] if info.device.startswith("cuda") else None)
+    log: dict[str, float] = {}
+    trainer = Trainer(model, _loss_fn(labels, KMaXLoss(num_classes_of(labels), weights), info.device, log),
+                      _batches(dataset, spec.batch_size, info), config,
+                      out_dir=out_dir if distributed.is_main() else None,
+                      progress=progress and distributed.is_main())
+    trainer.extra_state = {"run": asdict(spec), "labels": labels.to_json()}
+    trainer.loss_parts = log
+    return trainer
+
+
+def calibrate_iterations(spec: RunSpec, labels: LabelSpace,
+                         dataset: Dataset[dict[str, torch.Tensor]], seconds: float,
+                         *, probe: int = 4) -> int:
+    """How many iterations fit into ``seconds`` on this machine (timed on a throwaway copy of a
+    fresh model, so the real run starts from its own seed and a fixed schedule)."""
+    state = torch.get_rng_state()
+    trainer = make_trainer(spec, labels, dataset, TrainConfig(max_iters=10_000, seed=0))
+    probe_batches = _batches(dataset, spec.batch_size, distributed.DistInfo())
+    trainer.batches = lambda i: probe_batches(i + 1_000_000)  # data the real run never sees
+    trainer.step()  # warm-up (allocations, first-call overheads)
+    start = time.perf_counter()
+    for _ in range(probe):
+        trainer.step()
+    per_iter = (time.perf_counter() - start) / probe
+    torch.set_rng_state(state)
+    del trainer
+    return max(1, int(seconds / per_iter))
+
+
+def load_model(checkpoint: str | Path) -> tuple[VideoKMaX, RunSpec, LabelSpace]:
+    """The model of a ``vpseg train`` checkpoint, its run spec and label space (eval mode, CPU)."""
+    from vpseg.engine.checkpoint import load_checkpoint
+    from vpseg.errors import InputError
+
+    state = load_checkpoint(checkpoint)
+    extra = state.get("extra") or {}
+    if "run" not in extra:
+        raise InputError("not a vpseg model checkpoint (no run description)", path=checkpoint)
+    run = extra["run"]
+    spec = RunSpec(model=run["model"], clip=int(run["clip"]), batch_size=int(run["batch_size"]),
+                   crop=(int(run["crop"][0]), int(run["crop"][1])))
+    labels = LabelSpace.from_json(extra["labels"])
+    model = build_model(spec.model, num_classes_of(labels))
+    weights = {k.removeprefix("module."): v for k, v in state["model"].items()}
+    model.load_state_dict(weights)
+    model.eval()
+    return model, spec, labels
+

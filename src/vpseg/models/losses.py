@@ -1,0 +1,219 @@
+"""The kMaX-DeepLab training losses (MaX-DeepLab's PQ-style loss and its auxiliaries) as the
+official code computes them (deeplab2 ``max_deeplab_loss.py`` and the PyTorch kMaX-DeepLab
+``criterion.py`` agree), applied to clips laid out as one image: a ground-truth *tube* is one
+mask over the T stacked frames. Everything is at stride 4.
+
+Matching, once per clip on the *final* prediction (and reused for every auxiliary layer):
+Hungarian on ``p_i(c_j) · Dice(m_i, g_j)``, ``m`` the pixel-wise softmax of the mask logits over
+the N queries with void pixels zeroed, Dice without smoothing. Then, summed over the final and
+every auxiliary prediction:
+
+* PQ-style loss (weight 3.0), normalised by N per clip:
+  - class term: cross-entropy over C + 1 classes, α = 0.75 for a matched query (target its
+    segment's class, weighted by the constant Dice) and 1 − α for the others (target "no
+    object", weighted by the constant share of the query's soft mask on void pixels); weights
+    floored at 1e-5;
+  - mask term: ``1 − Dice`` (smooth 1) of matched queries weighted by the constant class
+    probability, times α;
+* mask-ID cross-entropy (0.3): every non-void pixel classified among the N queries, the target
+  being the query matched to its segment;
+* pixel-wise instance discrimination (1.0; CMT-DeepLab's pixel-to-pixel contrast): K pixels
+  sampled per clip (Gumbel top-k on ``1.5 · log(P / area of the pixel's segment)``, favouring
+  small segments), soft-target cross-entropy of ``f_i · f_j / 0.3`` against "same segment";
+* auxiliary semantic cross-entropy (1.0) on the semantic head (final output only).
+
+Void pixels (ignore label) and crowd regions (thing class, instance 0) belong to no segment;
+crowd pixels still count for the semantic loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from vpseg.core.labels import LabelSpace
+from vpseg.models.kmax_ops import clip_to_image, hungarian_match
+
+__all__ = ["LossWeights", "ClipTargets", "make_targets", "KMaXLoss"]
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights and settings of kMaX-DeepLab's COCO configs (``sample_pixels`` 4096 there; fewer
+    make the K×K contrast cheaper on a CPU)."""
+
+    pq_style: float = 3.0
+    mask_id: float = 0.3
+    instance_discrimination: float = 1.0
+    semantic: float = 1.0
+    class_alpha: float = 0.75
+    temperature: float = 0.3
+    sample_pixels: int = 4096
+    min_weight: float = 1e-5
+
+
+@dataclass
+class ClipTargets:
+    """Ground truth of one clip at the prediction resolution, flattened to P pixels."""
+
+    masks: torch.Tensor  # M × P bool, one per segment (tube)
+    classes: torch.Tensor  # M int64
+    valid: torch.Tensor  # P bool: pixels in some segment
+    semantic: torch.Tensor  # P int64, ignore_index = -1 for void
+
+    def to(self, device: str | torch.device) -> ClipTargets:
+        return ClipTargets(self.masks.to(device), self.classes.to(device), self.valid.to(device),
+                           self.semantic.to(device))
+
+
+def make_targets(panoptic: torch.Tensor, labels: LabelSpace, size: tuple[int, int]) -> list[ClipTargets]:
+    """``panoptic`` ``B×T×H×W`` ids -> per-clip targets at ``size`` (per frame, nearest)."""
+    b, t, h, w = panoptic.shape
+    sh, sw = size
+    ys = (torch.arange(sh) * h // sh + h // (2 * sh)).clamp(max=h - 1)
+    xs = (torch.arange(sw) * w // sw + w // (2 * sw)).clamp(max=w - 1)
+    small = panoptic[:, :, ys][:, :, :, xs]  # B×T×sh×sw
+    small = clip_to_image(small[:, :, None]).reshape(b, -1)  # B × (T·sh·sw)
+    div, ignore = labels.label_divisor, labels.ignore_label
+    things = torch.tensor(sorted(labels.thing_ids), dtype=torch.int64)
+    out = []
+    for i in range(b):
+        ids = small[i]
+        sem = ids // div
+        inst = ids % div
+        is_void = sem == ignore
+        is_crowd = torch.isin(sem, things) & (inst == 0)
+        seg_ids = torch.where(torch.isin(sem, things), ids, sem * div)  # stuff: one per class
+        seg_ids = torch.where(is_void | is_crowd, torch.full_like(ids, -1), seg_ids)
+        uniq = torch.unique(seg_ids)
+        uniq = uniq[uniq >= 0]
+        masks = seg_ids[None, :] == uniq[:, None]
+        semantic = torch.where(is_void, torch.full_like(sem, -1), sem)
+        out.append(ClipTargets(masks=masks, classes=uniq // div, valid=seg_ids >= 0,
+                               semantic=semantic))
+    return out
+
+
+class KMaXLoss:
+    """``loss(outputs, targets) -> (total, parts)``; ``outputs`` as ``VideoKMaX`` returns in
+    training mode."""
+
+    def __init__(self, num_classes: int, weights: LossWeights | None = None) -> None:
+        self.num_classes = num_classes
+        self.w = weights or LossWeights()
+
+    # -- matching ---------------------------------------------------------------------------
+    def match(self, class_logits: torch.Tensor, mask_logits: torch.Tensor,
+              target: ClipTargets) -> tuple[torch.Tensor, torch.Tensor]:
+        """(query index, segment index) pairs for one clip (``N×(C+1)``, ``N×P``)."""
+        if target.masks.shape[0] == 0:
+            empty = torch.zeros(0, dtype=torch.int64)
+            return empty, empty
+        with torch.no_grad():
+            probs = mask_logits.float().softmax(0) * target.valid
+            gt = target.masks.float()
+            dice = (probs @ gt.T) / ((probs.sum(1)[:, None] + gt.sum(1)[None, :]) / 2 + 1e-5)
+            cls = class_logits.float().softmax(-1)[:, target.classes]
+            rows, cols = hungarian_match(cls * dice)
+        return torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)
+
+    # -- one prediction of one clip ------------------------------------------------------------
+    def _pq_and_mask_id(self, class_logits: torch.Tensor, mask_logits: torch.Tensor,
+                        target: ClipTargets, rows: torch.Tensor,
+                        cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """PQ-style loss and mask-ID cross-entropy (``N×(C+1)``, ``N×P``, matched pairs)."""
+        n = class_logits.shape[0]
+        w = self.w
+        log_p = class_logits.float().log_softmax(-1)
+        logits = mask_logits.float()
+        valid = target.valid
+        probs = logits.softmax(0) * valid
+        gt = target.masks.float()
+        # class term: matched -> their class (weight: Dice), others -> no object (weight: void share)
+        with torch.no_grad():
+            weight = torch.zeros(n)
+            labels = torch.full((n,), self.num_classes, dtype=torch.int64)
+            void_share = (logits.softmax(0) * ~valid).sum(1) / logits.softmax(0).sum(1).clamp(min=1e-12)
+            weight[:] = (1 - w.class_alpha) * void_share.clamp(min=w.min_weight)
+        inter = (probs[rows] * gt[cols]).sum(1)
+        dice = (2 * inter + 1.0) / (probs[rows].sum(1) + gt[cols].sum(1) + 1.0)
+        if len(rows):
+            with torch.no_grad():
+                weight[rows] = w.class_alpha * dice.clamp(min=w.min_weight)
+                labels[rows] = target.classes[cols]
+        ce = -log_p.gather(1, labels[:, None]).squeeze(1)
+        class_term = (weight * ce).sum() / n
+        p_match = log_p[rows, target.classes[cols]].exp().detach().clamp(min=w.min_weight)
+        mask_term = (p_match * (1 - dice)).sum() * w.class_alpha / n
+        # mask-ID cross-entropy over the non-void pixels (each belongs to a matched segment)
+        owner = torch.full((logits.shape[1],), -1, dtype=torch.int64)
+        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
+            owner[target.masks[c]] = r
+        keep = owner >= 0
+        mask_id = (F.cross_entropy(logits[:, keep].T, owner[keep]) if keep.any()
+                   else logits.sum() * 0.0)
+        return class_term + mask_term, mask_id
+
+    def sample_pixels(self, target: ClipTargets, generator: torch.Generator | None) -> torch.Tensor:
+        """K pixel positions without replacement, favouring small segments (Gumbel top-k)."""
+        area = target.masks.sum(1).float()
+        seg_of = torch.full((target.valid.numel(),), -1, dtype=torch.int64)
+        for k in range(len(area)):
+            seg_of[target.masks[k]] = k
+        p = target.valid.numel()
+        logit = torch.full((p,), -99999.0)
+        valid = seg_of >= 0
+        logit[valid] = 1.5 * torch.log(p / area[seg_of[valid]])
+        u = torch.rand(p, generator=generator).clamp(1e-9, 1 - 1e-9)
+        k = min(self.w.sample_pixels, int(valid.sum()))
+        return torch.topk(logit - torch.log(-torch.log(u)), k).indices
+
+    def _instance_discrimination(self, feature: torch.Tensor, target: ClipTargets,
+                                 pick: torch.Tensor) -> torch.Tensor:
+        """``feature`` ``D×P`` pixel embeddings; ``pick`` the sampled pixels."""
+        if pick.numel() == 0:
+            return feature.sum() * 0.0
+        feats = feature.float()[:, pick]  # D × K
+        same = target.masks[:, pick].float()  # M × K
+        soft = same.T @ same  # K × K: 1 where two pixels share a segment
+        soft = soft / soft.sum(1, keepdim=True).clamp(min=1)
+        logits = feats.T @ feats / self.w.temperature
+        return -(soft * logits.log_softmax(1)).sum(1).mean()
+
+    # -- all of it ----------------------------------------------------------------------------
+    def __call__(self, outputs: dict, targets: list[ClipTargets],
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        size = outputs["mask_logits"].shape[-2:]
+
+        def up(x: torch.Tensor) -> torch.Tensor:
+            return x if x.shape[-2:] == size else F.interpolate(
+                x, size=size, mode="bilinear", align_corners=False)
+
+        preds = [(outputs["class_logits"], outputs["mask_logits"], outputs["pixel_feature"])]
+        for aux in outputs.get("aux", []):
+            preds.append((aux["class_logits"], up(aux["mask_logits"]), up(aux["pixel_feature"])))
+        b = len(targets)
+        final_cls, final_masks = outputs["class_logits"], outputs["mask_logits"]
+        matches = [self.match(final_cls[i], final_masks[i].flatten(1), t)
+                   for i, t in enumerate(targets)]
+        picks = [self.sample_pixels(t, generator) for t in targets]
+        pq_total = mid_total = idisc = torch.zeros(())
+        for cls, masks, feats in preds:
+            for i, tgt in enumerate(targets):
+                pq, mid = self._pq_and_mask_id(cls[i], masks[i].flatten(1), tgt, *matches[i])
+                pq_total = pq_total + pq / b
+                mid_total = mid_total + mid / b
+                idisc = idisc + self._instance_discrimination(feats[i].flatten(1), tgt, picks[i]) / b
+        sem = torch.zeros(())
+        if "semantic_logits" in outputs:
+            sem_t = torch.stack([t.semantic for t in targets])
+            sem = F.cross_entropy(up(outputs["semantic_logits"]).float().flatten(2), sem_t,
+                                  ignore_index=-1)
+        w = self.w
+        total = (w.pq_style * pq_total + w.mask_id * mid_total
+                 + w.instance_discrimination * idisc + w.semantic * sem)
+        parts = {"pq_style": float(pq_total.detach()), "mask_id": float(mid_total.detach()),
+                 "instance_discrimination": float(idisc.detach()), "semantic": float(sem.detach())}
+        return total, parts

@@ -1,0 +1,191 @@
+"""Video-kMaX network, losses and training on tiny inputs (CPU, seconds)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from vpseg.core.labels import get_label_space  # noqa: E402
+from vpseg.engine.data import SyntheticClips, collate  # noqa: E402
+from vpseg.engine.train import RunSpec, make_trainer, num_classes_of  # noqa: E402
+from vpseg.engine.trainer import TrainConfig, seed_everything  # noqa: E402
+from vpseg.core.synthetic import SynthConfig  # noqa: E402
+from vpseg.models.losses import KMaXLoss, make_targets  # noqa: E402
+from vpseg.models.video_kmax import build_model  # noqa: E402
+
+LABELS = get_label_space("kitti-step")
+C = num_classes_of(LABELS)
+
+
+def _clip_batch(n: int = 2, frames: int = 2, seed: int = 0) -> dict:
+    ds = SyntheticClips(LABELS, length=100, frames=frames, seed=seed,
+                        config=SynthConfig(height=64, width=96, frames=frames))
+    return collate([ds[i] for i in range(n)])
+
+
+@pytest.mark.parametrize("frames", [1, 2, 3])
+def test_forward_shapes_clip_as_one_tall_image(frames: int) -> None:
+    torch.manual_seed(0)
+    model = build_model("video-kmax-tiny", C).eval()
+    with torch.no_grad():
+        out = model(torch.rand(2, frames, 3, 64, 96))
+    n = model.config.num_queries
+    assert out["class_logits"].shape == (2, n, C + 1)
+    assert out["mask_logits"].shape == (2, n, frames * 16, 24)  # T·H/4 × W/4
+    assert out["query_embedding"].shape == (2, n, model.config.query_dim)
+    assert torch.allclose(out["pixel_feature"].norm(dim=1), torch.ones(1), atol=1e-4)
+
+
+def test_targets_are_tubes_across_the_clip() -> None:
+    div = LABELS.label_divisor
+    pan = torch.full((1, 2, 8, 8), 0 * div, dtype=torch.int64)  # road
+    pan[0, 0, :4, :4] = 13 * div + 5  # car 5 in frame 0
+    pan[0, 1, 4:, 4:] = 13 * div + 5  # ... and in frame 1: one tube
+    pan[0, 1, :2, :2] = 11 * div  # crowd of people: in no segment
+    pan[0, 0, 7, 7] = LABELS.ignore_label * div  # void
+    (t,) = make_targets(pan, LABELS, (8, 8))
+    assert sorted(t.classes.tolist()) == [0, 13]
+    car = t.masks[t.classes.tolist().index(13)]
+    assert int(car.sum()) == 32 and bool(car[:64].any()) and bool(car[64:].any())
+    assert int((~t.valid).sum()) == 5  # 4 crowd + 1 void pixels
+    assert int((t.semantic == -1).sum()) == 1  # crowd keeps its class for the semantic loss
+
+
+def _perfect_outputs(targets: list, n: int, size: tuple[int, int]) -> dict:
+    """Outputs that put query k on ground-truth segment k with certainty, the rest on void."""
+    b = len(targets)
+    cls = torch.full((b, n, C + 1), -50.0)
+    cls[:, :, C] = 50.0
+    masks = torch.full((b, n, size[0] * size[1]), -50.0)
+    feats = torch.zeros(b, 16, size[0] * size[1])
+    for i, t in enumerate(targets):
+        for k, (c, m) in enumerate(zip(t.classes.tolist(), t.masks, strict=True)):
+            cls[i, k, :] = -50.0
+            cls[i, k, c] = 50.0
+            masks[i, k, m] = 50.0
+            feats[i, k % 16, m] = 1.0
+        masks[i, len(t.classes), ~t.valid] = 50.0  # void pixels: any query
+    sem = torch.full((b, C, size[0] * size[1]), -50.0)
+    for i, t in enumerate(targets):
+        ok = t.semantic >= 0
+        sem[i, t.semantic[ok], torch.nonzero(ok).squeeze(1)] = 50.0
+    shape = (b, -1, *size)
+    return {"class_logits": cls, "mask_logits": masks.reshape(shape),
+            "pixel_feature": feats.reshape(shape), "semantic_logits": sem.reshape(shape)}
+
+
+def test_losses_are_minimal_at_a_perfect_prediction() -> None:
+    batch = _clip_batch()
+    size = (2 * 16, 24)
+    targets = make_targets(batch["panoptic"], LABELS, (16, 24))
+    loss = KMaXLoss(C)
+    perfect = _perfect_outputs(targets, 32, size)
+    total, parts = loss(perfect, targets)
+    assert parts["pq_style"] == pytest.approx(-1.0, abs=1e-4)  # −p·Dice per segment, averaged
+    assert parts["mask_id"] == pytest.approx(0.0, abs=1e-4)
+    assert parts["semantic"] == pytest.approx(0.0, abs=1e-4)
+    # orthogonal one-hot pixel embeddings: only the temperature keeps this above zero
+    assert parts["instance_discrimination"] < 0.05
+    torch.manual_seed(1)
+    for _ in range(3):  # any perturbation costs
+        noisy = {k: v + 20 * torch.randn_like(v) for k, v in perfect.items()}
+        noisy["pixel_feature"] = torch.nn.functional.normalize(noisy["pixel_feature"], dim=1)
+        assert float(loss(noisy, targets)[0]) > float(total) + 0.5
+
+
+def test_unmatched_queries_are_pushed_to_no_object() -> None:
+    batch = _clip_batch(n=1)
+    targets = make_targets(batch["panoptic"], LABELS, (16, 24))
+    perfect = _perfect_outputs(targets, 32, (32, 24))
+    wrong = {k: v.clone() for k, v in perfect.items()}
+    wrong["class_logits"][0, 31, :] = -50.0
+    wrong["class_logits"][0, 31, 0] = 50.0  # a spare query claims "road"
+    loss = KMaXLoss(C)
+    assert loss(wrong, targets)[1]["pq_style"] > loss(perfect, targets)[1]["pq_style"] + 1.0
+
+
+def test_one_training_step_reduces_the_loss_on_a_fixed_batch() -> None:
+    seed_everything(0)
+    batch = _clip_batch()
+    spec = RunSpec(model="video-kmax-tiny", clip=2, batch_size=2, crop=(64, 96))
+    trainer = make_trainer(spec, LABELS, SyntheticClips(LABELS, length=4, frames=2),
+                           TrainConfig(max_iters=100, lr=1e-3, grad_clip=None), device="cpu")
+    trainer.batches = lambda i: batch
+    model = trainer.model
+
+    def loss_now() -> float:
+        torch.manual_seed(123)  # same pixel sample for instance discrimination
+        with torch.no_grad():
+            return float(trainer.loss_fn(model, batch))
+
+    model.train()
+    before = loss_now()
+    trainer.step()
+    assert loss_now() < before
+
+
+def test_training_resumes_bit_identically(tmp_path) -> None:
+    spec = RunSpec(model="video-kmax-tiny", clip=2, batch_size=1, crop=(64, 96))
+    data = SyntheticClips(LABELS, length=10, frames=2, config=SynthConfig(height=64, width=96, frames=2))
+    cfg = TrainConfig(max_iters=4, lr=1e-3, seed=3, deterministic=True)
+
+    def run(stop_at: int | None) -> dict:
+        seed_everything(3, deterministic=True)
+        trainer = make_trainer(spec, LABELS, data, cfg, out_dir=tmp_path / "run", device="cpu")
+        if stop_at is None:
+            trainer.resume(tmp_path / "run" / "ckpt.pt")
+        trainer.train(until=stop_at)
+        return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    straight = run(4)
+    run(2)  # writes the checkpoint at iteration 2
+    resumed = run(None)
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    torch.use_deterministic_algorithms(False)
+
+
+def test_segment_frames_gives_tracks_online_and_near_online() -> None:
+    from vpseg.core.synthetic import generate_video
+    from vpseg.engine.inference import segment_frames
+    from vpseg.tracking import make_tracker
+
+    torch.manual_seed(0)
+    model = build_model("video-kmax-tiny", C).eval()
+    video = generate_video(SynthConfig(height=64, width=96, frames=5), LABELS, seed=0, index=0)
+    for clip, tracker in ((1, "hila"), (2, "hila"), (3, "stitch")):
+        frames = list(segment_frames(model, video.rgb, LABELS, make_tracker(tracker), clip=clip))
+        assert len(frames) == 5 and all(f.shape == (64, 96) and f.dtype == np.int32 for f in frames)
+
+
+# kMaX-DeepLab's published parameter counts (COCO, 133 classes; Yu et al. 2022, Table 1 and the
+# official model zoo): ResNet-50 57M, ConvNeXt-L 232M — inference parameters, without the
+# training-only auxiliary semantic head.
+@pytest.mark.parametrize(("name", "published"), [("video-kmax-r50", 57e6),
+                                                 ("video-kmax-convnext-l", 232e6)])
+def test_full_size_parameter_counts_match_kmax_deeplab(name: str, published: float) -> None:
+    with torch.device("meta"):  # shapes only: no memory, no time
+        model = build_model(name, 133)
+    assert abs(model.inference_parameters() - published) / published < 0.05
+
+
+def test_backbone_weights_load_from_a_local_file(tmp_path) -> None:
+    from torchvision.models import resnet50
+
+    from vpseg.errors import InputError
+    from vpseg.models.backbones import load_backbone_weights
+
+    torch.manual_seed(0)
+    reference = resnet50(weights=None)
+    path = tmp_path / "resnet50.pth"
+    torch.save(reference.state_dict(), path)
+    model = build_model("video-kmax-r50", C)
+    load_backbone_weights(model.backbone, path)
+    assert torch.equal(model.backbone.layer4[2].conv3.weight, reference.layer4[2].conv3.weight)
+    assert torch.equal(model.backbone.stem[0].weight, reference.conv1.weight)
+    tiny = build_model("video-kmax-tiny", C)
+    with pytest.raises(InputError, match="do not fit"):
+        load_backbone_weights(tiny.backbone, path)
+    with pytest.raises(InputError, match="not found"):
+        load_backbone_weights(tiny.backbone, tmp_path / "missing.pth")
