@@ -120,3 +120,23 @@ def test_demo_runs_end_to_end_in_miniature(tmp_path, capsys):
         assert (out / name).is_file()
     assert list(out.glob("overlay_*.mp4"))
     assert "metrics JSON" in capsys.readouterr().out
+
+
+def test_torchrun_trains_with_distributed_data_parallel(tmp_path):
+    """Two CPU processes (Gloo) through torchrun: the same command, one checkpoint."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-port", "29517", "-m", "vpseg", "train", *TRAIN, "--iters", "2",
+           "--device", "cpu", "--out", str(out)]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    import torch
+
+    state = torch.load(out / "ckpt.pt", weights_only=False)
+    assert state["iteration"] == 2
+    assert not any(k.startswith("module.") for k in state["model"])  # the bare model is saved

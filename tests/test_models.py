@@ -8,10 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from vpseg.core.labels import get_label_space  # noqa: E402
+from vpseg.core.synthetic import SynthConfig  # noqa: E402
 from vpseg.engine.data import SyntheticClips, collate  # noqa: E402
 from vpseg.engine.train import RunSpec, make_trainer, num_classes_of  # noqa: E402
 from vpseg.engine.trainer import TrainConfig, seed_everything  # noqa: E402
-from vpseg.core.synthetic import SynthConfig  # noqa: E402
 from vpseg.models.losses import KMaXLoss, make_targets  # noqa: E402
 from vpseg.models.video_kmax import build_model  # noqa: E402
 
@@ -59,13 +59,13 @@ def _perfect_outputs(targets: list, n: int, size: tuple[int, int]) -> dict:
     cls = torch.full((b, n, C + 1), -50.0)
     cls[:, :, C] = 50.0
     masks = torch.full((b, n, size[0] * size[1]), -50.0)
-    feats = torch.zeros(b, 16, size[0] * size[1])
+    feats = torch.zeros(b, 64, size[0] * size[1])
     for i, t in enumerate(targets):
         for k, (c, m) in enumerate(zip(t.classes.tolist(), t.masks, strict=True)):
             cls[i, k, :] = -50.0
             cls[i, k, c] = 50.0
             masks[i, k, m] = 50.0
-            feats[i, k % 16, m] = 1.0
+            feats[i, k, m] = 1.0  # one direction per segment
         masks[i, len(t.classes), ~t.valid] = 50.0  # void pixels: any query
     sem = torch.full((b, C, size[0] * size[1]), -50.0)
     for i, t in enumerate(targets):
@@ -83,27 +83,49 @@ def test_losses_are_minimal_at_a_perfect_prediction() -> None:
     loss = KMaXLoss(C)
     perfect = _perfect_outputs(targets, 32, size)
     total, parts = loss(perfect, targets)
-    assert parts["pq_style"] == pytest.approx(-1.0, abs=1e-4)  # −p·Dice per segment, averaged
+    assert parts["pq_style"] == pytest.approx(0.0, abs=1e-4)  # CE 0, 1 − Dice 0
     assert parts["mask_id"] == pytest.approx(0.0, abs=1e-4)
     assert parts["semantic"] == pytest.approx(0.0, abs=1e-4)
-    # orthogonal one-hot pixel embeddings: only the temperature keeps this above zero
-    assert parts["instance_discrimination"] < 0.05
+    # pixel contrast against soft "same segment" targets: its minimum is the targets' entropy,
+    # reached only in the limit; orthogonal embeddings per segment are close to it
     torch.manual_seed(1)
     for _ in range(3):  # any perturbation costs
         noisy = {k: v + 20 * torch.randn_like(v) for k, v in perfect.items()}
         noisy["pixel_feature"] = torch.nn.functional.normalize(noisy["pixel_feature"], dim=1)
-        assert float(loss(noisy, targets)[0]) > float(total) + 0.5
+        noisy_total, noisy_parts = loss(noisy, targets)
+        assert float(noisy_total) > float(total) + 0.5
+        assert noisy_parts["instance_discrimination"] > parts["instance_discrimination"]
 
 
-def test_unmatched_queries_are_pushed_to_no_object() -> None:
+def test_matching_is_shared_by_the_auxiliary_layers() -> None:
     batch = _clip_batch(n=1)
     targets = make_targets(batch["panoptic"], LABELS, (16, 24))
     perfect = _perfect_outputs(targets, 32, (32, 24))
+    loss = KMaXLoss(C)
+    base = loss(perfect, targets)[1]["pq_style"]
+    # an auxiliary layer predicting the same segments with the queries permuted is penalised:
+    # it is held to the final prediction's matching, not matched on its own
+    perm = torch.roll(torch.arange(32), 1)
+    aux = {"class_logits": perfect["class_logits"][:, perm],
+           "mask_logits": perfect["mask_logits"][:, perm],
+           "pixel_feature": perfect["pixel_feature"]}
+    with_aux = loss({**perfect, "aux": [aux]}, targets)[1]["pq_style"]
+    assert with_aux > base + 0.1
+
+
+def test_unmatched_queries_are_pushed_to_no_object_by_their_void_share() -> None:
+    batch = _clip_batch(n=1)
+    (target,) = targets = make_targets(batch["panoptic"], LABELS, (16, 24))
+    perfect = _perfect_outputs(targets, 32, (32, 24))
+    loss = KMaXLoss(C)
+    base = loss(perfect, targets)[1]["pq_style"]
     wrong = {k: v.clone() for k, v in perfect.items()}
     wrong["class_logits"][0, 31, :] = -50.0
-    wrong["class_logits"][0, 31, 0] = 50.0  # a spare query claims "road"
-    loss = KMaXLoss(C)
-    assert loss(wrong, targets)[1]["pq_style"] > loss(perfect, targets)[1]["pq_style"] + 1.0
+    wrong["class_logits"][0, 31, 0] = 50.0  # a spare query claims "road" ...
+    on_void = wrong["mask_logits"][0, 31].flatten()
+    on_void[~target.valid] = 60.0  # ... over the void pixels: weight 1 − α, CE 100, over N
+    wrong["mask_logits"][0, 31] = on_void.reshape(32, 24)
+    assert loss(wrong, targets)[1]["pq_style"] == pytest.approx(base + 0.25 * 100 / 32, rel=1e-3)
 
 
 def test_one_training_step_reduces_the_loss_on_a_fixed_batch() -> None:
@@ -189,3 +211,14 @@ def test_backbone_weights_load_from_a_local_file(tmp_path) -> None:
         load_backbone_weights(tiny.backbone, path)
     with pytest.raises(InputError, match="not found"):
         load_backbone_weights(tiny.backbone, tmp_path / "missing.pth")
+
+
+def test_a_clip_without_segments_only_pushes_queries_to_no_object() -> None:
+    pan = torch.full((1, 2, 64, 96), LABELS.ignore_label * LABELS.label_divisor, dtype=torch.int64)
+    targets = make_targets(pan, LABELS, (16, 24))
+    torch.manual_seed(0)
+    out = {"class_logits": torch.randn(1, 32, C + 1), "mask_logits": torch.randn(1, 32, 32, 24),
+           "pixel_feature": torch.nn.functional.normalize(torch.randn(1, 16, 32, 24), dim=1)}
+    total, parts = KMaXLoss(C)(out, targets)
+    assert torch.isfinite(total) and parts["mask_id"] == 0 and parts["instance_discrimination"] == 0
+    assert parts["pq_style"] > 0

@@ -145,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup", type=int, default=100, help="warmup iterations")
     p.add_argument("--grad-clip", type=float, default=1.0)
+    p.add_argument("--sample-pixels", type=int, default=4096,
+                   help="pixels per clip in the instance-discrimination loss (K×K contrast)")
     p.add_argument("--amp", action="store_true", help="mixed precision")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")

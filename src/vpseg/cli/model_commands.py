@@ -54,6 +54,7 @@ def train(args: argparse.Namespace) -> int:
     from vpseg.engine.data import ClipAugment, FormatClips, SyntheticClips
     from vpseg.engine.train import RunSpec, calibrate_iterations, make_trainer
     from vpseg.engine.trainer import TrainConfig, seed_everything
+    from vpseg.models.losses import LossWeights
     from vpseg.models.video_kmax import MODEL_CONFIGS
 
     if args.model not in MODEL_CONFIGS:
@@ -101,7 +102,8 @@ def train(args: argparse.Namespace) -> int:
                              deterministic=args.deterministic)
     seed_everything(config.seed, config.deterministic)
     trainer = make_trainer(spec, labels, dataset, config, out_dir=out, progress=True,
-                           device=args.device, backbone_weights=args.backbone_weights)
+                           device=args.device, backbone_weights=args.backbone_weights,
+                           weights=LossWeights(sample_pixels=args.sample_pixels))
     if resume is not None:
         trainer.resume(resume)
         print(f"resumed {resume} at iteration {trainer.iteration}/{config.max_iters}")
@@ -267,6 +269,7 @@ def demo(args: argparse.Namespace) -> int:
     from vpseg.engine.trainer import TrainConfig, seed_everything
     from vpseg.evaluation import VPQ_PRESETS, EvalConfig, evaluate
     from vpseg.evaluation_report import format_results
+    from vpseg.models.losses import LossWeights
     from vpseg.viz import render_frames, write_mp4
 
     wall = time.perf_counter()
@@ -287,11 +290,13 @@ def demo(args: argparse.Namespace) -> int:
                            augment=ClipAugment(crop=(h, w), scale=(0.75, 1.5)))
     # 2. train near-online within the time budget (the rest of it is for segmenting + eval)
     budget = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
-    iters = calibrate_iterations(spec, labels, clips, budget)
+    weights = LossWeights(sample_pixels=512)  # the K×K pixel contrast, affordable on a CPU
+    iters = calibrate_iterations(spec, labels, clips, budget, weights=weights)
     config = TrainConfig(max_iters=iters, lr=1e-3, warmup_iters=min(100, iters // 10),
                          seed=args.seed)
     seed_everything(config.seed)
-    trainer = make_trainer(spec, labels, clips, config, out_dir=out / "run", progress=True)
+    trainer = make_trainer(spec, labels, clips, config, out_dir=out / "run", progress=True,
+                           weights=weights)
     print(f"[2/4] training video-kmax-tiny (T=2, {sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M "
           f"parameters) for {iters} iterations (~{budget / 60:.1f} min) ...")
     trainer.train()

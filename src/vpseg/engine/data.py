@@ -9,6 +9,7 @@ a sample is a pure function of its index — the data order of a resumed run is 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,29 +73,62 @@ def _sample(images: np.ndarray, panoptic: np.ndarray) -> dict[str, torch.Tensor]
 
 
 class SyntheticClips(Dataset[dict[str, torch.Tensor]]):
-    """``length`` clips of ``frames`` frames, each from its own freshly generated synthetic video
-    (so a model sees hundreds of different scenes, not a fixed set it can memorise)."""
+    """``length`` clips of ``frames`` frames from freshly generated synthetic videos (so a model
+    sees hundreds of different scenes, not a fixed set it can memorise).
+
+    Rendering a scene costs more than rendering its frames, so each video of
+    ``clips_per_video × frames`` frames gives that many consecutive, non-overlapping clips, each
+    with its own augmentation. ``interleave`` m spreads them: samples ``i`` and ``i + 1`` come from
+    different videos and a video's clips sit ``m`` samples apart (with m = the batch size, every
+    batch holds m different scenes and the next ``clips_per_video − 1`` batches reuse them; the
+    last m videos are cached). Sample i is still a pure function of (seed, i).
+    """
 
     def __init__(self, labels: LabelSpace, *, length: int, frames: int = 2,
                  config: SynthConfig | None = None, augment: ClipAugment | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, clips_per_video: int = 1, interleave: int = 1) -> None:
+        if clips_per_video < 1 or interleave < 1:
+            raise ValueError("clips_per_video and interleave must be >= 1")
         self.labels, self.length, self.frames = labels, length, frames
         self.config = config or SynthConfig(height=128, width=256, frames=frames)
         self.augment, self.seed = augment, seed
+        self.clips_per_video, self.interleave = clips_per_video, interleave
+        self._cache: dict[int, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self.length
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        cfg = self.config
-        video = generate_video(SynthConfig(**{**cfg.__dict__, "frames": self.frames}),
-                               self.labels, seed=self.seed, index=index)
+    def locate(self, index: int) -> tuple[int, int]:
+        """(video index, clip index within the video) of sample ``index``."""
+        k, m = self.clips_per_video, self.interleave
+        group, offset = divmod(index, k * m)
+        return group * m + offset % m, offset // m
+
+    def _video(self, v: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        with self._lock:
+            if v in self._cache:
+                return self._cache[v]
+        cfg = SynthConfig(**{**self.config.__dict__, "frames": self.frames * self.clips_per_video})
+        video = generate_video(cfg, self.labels, seed=self.seed, index=v)
         assert video.rgb is not None
+        frames = (list(video.rgb), [np.asarray(p) for p in video.panoptic])
+        with self._lock:
+            self._cache[v] = frames
+            while len(self._cache) > 2 * self.interleave:  # oldest first (insertion order)
+                del self._cache[next(iter(self._cache))]
+        return frames
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        v, c = self.locate(index)
+        rgb, pan = self._video(v)
+        window = slice(c * self.frames, (c + 1) * self.frames)
+        images, panoptic = rgb[window], pan[window]
+        if self.augment is None:
+            return _sample(np.stack(images), np.stack(panoptic).astype(np.int64))
         rng = np.random.default_rng([self.seed, index, 1])
         void = self.labels.ignore_label * self.labels.label_divisor
-        if self.augment is None:
-            return _sample(np.stack(video.rgb), np.stack(video.panoptic).astype(np.int64))
-        return _sample(*augment_clip(video.rgb, video.panoptic, self.augment, rng, void))
+        return _sample(*augment_clip(images, panoptic, self.augment, rng, void))
 
 
 class FormatClips(Dataset[dict[str, torch.Tensor]]):

@@ -119,11 +119,12 @@ def make_trainer(
 
 def calibrate_iterations(spec: RunSpec, labels: LabelSpace,
                          dataset: Dataset[dict[str, torch.Tensor]], seconds: float,
-                         *, probe: int = 4) -> int:
+                         *, probe: int = 4, weights: LossWeights | None = None) -> int:
     """How many iterations fit into ``seconds`` on this machine (timed on a throwaway copy of a
     fresh model, so the real run starts from its own seed and a fixed schedule)."""
     state = torch.get_rng_state()
-    trainer = make_trainer(spec, labels, dataset, TrainConfig(max_iters=10_000, seed=0))
+    trainer = make_trainer(spec, labels, dataset, TrainConfig(max_iters=10_000, seed=0),
+                           weights=weights)
     probe_batches = _batches(dataset, spec.batch_size, distributed.DistInfo())
     trainer.batches = lambda i: probe_batches(i + 1_000_000)  # data the real run never sees
     trainer.step()  # warm-up (allocations, first-call overheads)

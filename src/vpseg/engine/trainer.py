@@ -10,6 +10,7 @@ resumed run continues bit-identically. Anything fancier: write your own loop aro
 from __future__ import annotations
 
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -116,13 +117,14 @@ class Trainer:
     def train(self, until: int | None = None) -> list[float]:
         """Run to iteration ``until`` (default ``max_iters``), checkpointing as configured."""
         end = self.config.max_iters if until is None else min(until, self.config.max_iters)
-        bar = tqdm(total=end - self.iteration, disable=not self.progress, unit="it")
+        bar = tqdm(total=end - self.iteration, disable=not self.progress, unit="it",
+                   mininterval=0.5 if sys.stderr.isatty() else 30.0)
         start, first = time.perf_counter(), self.iteration
         while self.iteration < end:
             loss = self.step()
             bar.update(1)
             rate = (self.iteration - first) / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(loss=f"{loss:.4f}", it_s=f"{rate:.2f}")
+            bar.set_postfix(loss=f"{loss:.4f}", it_s=f"{rate:.2f}", refresh=False)
             every = self.config.checkpoint_every
             if self.out_dir is not None and every and self.iteration % every == 0:
                 self.save()

@@ -120,23 +120,36 @@ class KMaXLoss:
         return torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)
 
     # -- one prediction of one clip ------------------------------------------------------------
+    @staticmethod
+    def owners(target: ClipTargets, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Per pixel, the query matched to its segment (−1: void)."""
+        owner = torch.full((target.valid.numel(),), -1, dtype=torch.int64)
+        if target.masks.shape[0] == 0:
+            return owner
+        seg = target.masks.float().argmax(0)
+        query_of = torch.full((target.masks.shape[0],), -1, dtype=torch.int64)
+        query_of[cols] = rows
+        owner[target.valid] = query_of[seg[target.valid]]
+        return owner
+
     def _pq_and_mask_id(self, class_logits: torch.Tensor, mask_logits: torch.Tensor,
-                        target: ClipTargets, rows: torch.Tensor,
-                        cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """PQ-style loss and mask-ID cross-entropy (``N×(C+1)``, ``N×P``, matched pairs)."""
+                        target: ClipTargets, rows: torch.Tensor, cols: torch.Tensor,
+                        owner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """PQ-style loss and mask-ID cross-entropy (``N×(C+1)``, ``N×P``, matched pairs, the
+        matched query of every pixel)."""
         n = class_logits.shape[0]
         w = self.w
         log_p = class_logits.float().log_softmax(-1)
         logits = mask_logits.float()
         valid = target.valid
-        probs = logits.softmax(0) * valid
+        soft = logits.softmax(0)
+        probs = soft * valid
         gt = target.masks.float()
         # class term: matched -> their class (weight: Dice), others -> no object (weight: void share)
         with torch.no_grad():
-            weight = torch.zeros(n)
+            void_share = (soft.sum(1) - probs.sum(1)) / soft.sum(1).clamp(min=1e-12)
+            weight = (1 - w.class_alpha) * void_share.clamp(min=w.min_weight)
             labels = torch.full((n,), self.num_classes, dtype=torch.int64)
-            void_share = (logits.softmax(0) * ~valid).sum(1) / logits.softmax(0).sum(1).clamp(min=1e-12)
-            weight[:] = (1 - w.class_alpha) * void_share.clamp(min=w.min_weight)
         inter = (probs[rows] * gt[cols]).sum(1)
         dice = (2 * inter + 1.0) / (probs[rows].sum(1) + gt[cols].sum(1) + 1.0)
         if len(rows):
@@ -148,9 +161,6 @@ class KMaXLoss:
         p_match = log_p[rows, target.classes[cols]].exp().detach().clamp(min=w.min_weight)
         mask_term = (p_match * (1 - dice)).sum() * w.class_alpha / n
         # mask-ID cross-entropy over the non-void pixels (each belongs to a matched segment)
-        owner = torch.full((logits.shape[1],), -1, dtype=torch.int64)
-        for r, c in zip(rows.tolist(), cols.tolist(), strict=True):
-            owner[target.masks[c]] = r
         keep = owner >= 0
         mask_id = (F.cross_entropy(logits[:, keep].T, owner[keep]) if keep.any()
                    else logits.sum() * 0.0)
@@ -159,9 +169,8 @@ class KMaXLoss:
     def sample_pixels(self, target: ClipTargets, generator: torch.Generator | None) -> torch.Tensor:
         """K pixel positions without replacement, favouring small segments (Gumbel top-k)."""
         area = target.masks.sum(1).float()
-        seg_of = torch.full((target.valid.numel(),), -1, dtype=torch.int64)
-        for k in range(len(area)):
-            seg_of[target.masks[k]] = k
+        seg_of = torch.where(target.valid, target.masks.float().argmax(0), -1) if len(area) else \
+            torch.full((target.valid.numel(),), -1, dtype=torch.int64)
         p = target.valid.numel()
         logit = torch.full((p,), -99999.0)
         valid = seg_of >= 0
@@ -198,14 +207,18 @@ class KMaXLoss:
         final_cls, final_masks = outputs["class_logits"], outputs["mask_logits"]
         matches = [self.match(final_cls[i], final_masks[i].flatten(1), t)
                    for i, t in enumerate(targets)]
+        owners = [self.owners(t, *m) for t, m in zip(targets, matches, strict=True)]
         picks = [self.sample_pixels(t, generator) for t in targets]
         pq_total = mid_total = idisc = torch.zeros(())
         for cls, masks, feats in preds:
-            for i, tgt in enumerate(targets):
-                pq, mid = self._pq_and_mask_id(cls[i], masks[i].flatten(1), tgt, *matches[i])
+            # unbind, not cls[i]: indexing a batch element costs a full-size zero gradient each
+            per_clip = zip(cls.unbind(0), masks.flatten(2).unbind(0), feats.flatten(2).unbind(0),
+                           targets, matches, owners, picks, strict=True)
+            for c_i, m_i, f_i, tgt, match, owner, pick in per_clip:
+                pq, mid = self._pq_and_mask_id(c_i, m_i, tgt, *match, owner)
                 pq_total = pq_total + pq / b
                 mid_total = mid_total + mid / b
-                idisc = idisc + self._instance_discrimination(feats[i].flatten(1), tgt, picks[i]) / b
+                idisc = idisc + self._instance_discrimination(f_i, tgt, pick) / b
         sem = torch.zeros(())
         if "semantic_logits" in outputs:
             sem_t = torch.stack([t.semantic for t in targets])
