@@ -61,9 +61,11 @@ def test_segment_a_data_set_writes_its_format_and_overlays(run, kitti_root, tmp_
     video = fmt.read_video(out, "0001", split="val")
     assert len(video) == 4 and video.panoptic[0].shape == (64, 96)
     assert (out / "overlay" / "0001.mp4").stat().st_size > 0
-    # the predictions evaluate like any other
+    # the predictions evaluate like any other (the prediction folder holds one split: it is used)
     assert main(["eval", str(kitti_root), str(out), "--format", "kitti-step", "--split", "train",
-                 "--json", str(tmp_path / "m.json")]) == 2  # split mismatch: pred is "val"
+                 "--json", str(tmp_path / "m.json")]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["config"]["videos"] == 2 and 0.0 <= result["stq"]["STQ"] <= 1.0
 
 
 def test_segment_a_video_file_and_a_frame_folder(run, tmp_path):

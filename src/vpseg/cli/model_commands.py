@@ -257,6 +257,11 @@ def segment(args: argparse.Namespace) -> int:
 # vpseg demo
 
 
+def _num(value: float | None) -> str:
+    """A metric for the report: three decimals, or n/a where it is unavailable."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def demo(args: argparse.Namespace) -> int:
     """Synthetic KITTI-STEP train/val, train video-kmax-tiny near-online on the CPU for
     ``--minutes``, segment val with HiLA-MB, evaluate, write everything to ``--out``."""
@@ -327,10 +332,10 @@ def demo(args: argparse.Namespace) -> int:
         f"synthetic KITTI-STEP clips generated on the fly, then run on {args.val_videos} held-out "
         f"val videos ({args.frames} frames, {h}x{w}) with HiLA-MB association.", "",
         "| metric | value |", "|---|---|",
-        f"| STQ | {stq:.3f} |", f"| AQ | {result['stq']['AQ']:.3f} |",
-        f"| SQ | {result['stq']['SQ']:.3f} |",
-        f"| VPQ (vipseg preset, k = {', '.join(map(str, ks))}) | {vpq:.3f} |",
-        f"| mIoU | {miou:.3f} |", "",
+        f"| STQ | {_num(stq)} |", f"| AQ | {_num(result['stq']['AQ'])} |",
+        f"| SQ | {_num(result['stq']['SQ'])} |",
+        f"| VPQ (vipseg preset, k = {', '.join(map(str, ks))}) | {_num(vpq)} |",
+        f"| mIoU | {_num(miou)} |", "",
         f"Wall time {elapsed / 60:.1f} min. Files: `run/ckpt.pt` (checkpoint), `metrics.json` "
         f"(the `vpseg eval` schema), `{mp4.name}` (ground truth | prediction), `pred/` "
         "(predictions, KITTI-STEP layout), `data/` (val set).", ""])

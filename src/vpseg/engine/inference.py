@@ -116,7 +116,8 @@ def segment_frames(
     """Panoptic frames (``int32``, track ids as instances) for RGB frames ``(H, W, 3)`` uint8, read
     and produced in order. ``clip`` 1: online; ``clip`` T > 1: near-online, clips of T frames
     overlapping by one (a frame's output comes from the first clip it is segmented in; the
-    overlapping frame only carries identities across)."""
+    overlapping frame only carries identities across, for trackers that take overlapping clips;
+    frame-by-frame trackers get each clip's new frames)."""
     if clip < 1:
         raise ValueError("clip length must be >= 1")
     tracker.reset()
@@ -127,7 +128,11 @@ def segment_frames(
     def run(batch: Sequence[np.ndarray], overlap: int) -> list[np.ndarray]:
         images = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float() / 255.0
         pred = predict_clip(model, images, labels, post)
-        ids = tracker.update(pred.things, rgb=list(batch), overlap=overlap)
+        if tracker.accepts_overlap:
+            ids = tracker.update(pred.things, rgb=list(batch), overlap=overlap)
+        else:  # frame-by-frame trackers see each frame once
+            ids = [np.zeros(0, np.int64)] * overlap + tracker.update(
+                pred.things[overlap:], rgb=list(batch[overlap:]))
         out = []
         for f in range(overlap, len(batch)):
             if ids[f].size and ids[f].max() >= div:

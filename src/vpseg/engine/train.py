@@ -12,6 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,7 +23,7 @@ from vpseg.engine import distributed
 from vpseg.engine.data import collate
 from vpseg.engine.trainer import TrainConfig, Trainer
 from vpseg.models.losses import KMaXLoss, LossWeights, make_targets
-from vpseg.models.video_kmax import MODEL_CONFIGS, VideoKMaX, build_model
+from vpseg.models.video_kmax import MODEL_CONFIGS, KMaXConfig, VideoKMaX, build_model
 
 __all__ = ["RunSpec", "make_trainer", "calibrate_iterations", "num_classes_of", "load_model"]
 
@@ -96,11 +97,12 @@ def make_trainer(
     if spec.model not in MODEL_CONFIGS:
         raise ValueError(f"unknown model {spec.model!r}; known: {', '.join(MODEL_CONFIGS)}")
     info = distributed.init(device)
-    model: nn.Module = build_model(spec.model, num_classes_of(labels))
+    net = build_model(spec.model, num_classes_of(labels))
+    model: nn.Module = net
     if backbone_weights is not None:
         from vpseg.models.backbones import load_backbone_weights
 
-        load_backbone_weights(model.backbone, backbone_weights)  # type: ignore[arg-type]
+        load_backbone_weights(net.backbone, backbone_weights)
     model = model.to(info.device)
     if info.distributed:
         if info.device.startswith("cuda"):
@@ -112,7 +114,10 @@ def make_trainer(
                       _batches(dataset, spec.batch_size, info), config,
                       out_dir=out_dir if distributed.is_main() else None,
                       progress=progress and distributed.is_main())
-    trainer.extra_state = {"run": asdict(spec), "labels": labels.to_json()}
+    # the network's full configuration travels with the weights: a checkpoint loads even after
+    # the named configurations change
+    trainer.extra_state = {"run": asdict(spec), "labels": labels.to_json(),
+                           "model_config": asdict(net.config)}
     trainer.loss_parts = log
     return trainer
 
@@ -150,7 +155,12 @@ def load_model(checkpoint: str | Path) -> tuple[VideoKMaX, RunSpec, LabelSpace]:
     spec = RunSpec(model=run["model"], clip=int(run["clip"]), batch_size=int(run["batch_size"]),
                    crop=(int(run["crop"][0]), int(run["crop"][1])))
     labels = LabelSpace.from_json(extra["labels"])
-    model = build_model(spec.model, num_classes_of(labels))
+    if "model_config" in extra:
+        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                                  for k, v in extra["model_config"].items()}
+        model = build_model(KMaXConfig(**fields), num_classes_of(labels))
+    else:
+        model = build_model(spec.model, num_classes_of(labels))
     weights = {k.removeprefix("module."): v for k, v in state["model"].items()}
     model.load_state_dict(weights)
     model.eval()

@@ -215,7 +215,8 @@ class KMaXLoss:
             per_clip = zip(cls.unbind(0), masks.flatten(2).unbind(0), feats.flatten(2).unbind(0),
                            targets, matches, owners, picks, strict=True)
             for c_i, m_i, f_i, tgt, match, owner, pick in per_clip:
-                pq, mid = self._pq_and_mask_id(c_i, m_i, tgt, *match, owner)
+                rows, cols = match
+                pq, mid = self._pq_and_mask_id(c_i, m_i, tgt, rows, cols, owner)
                 pq_total = pq_total + pq / b
                 mid_total = mid_total + mid / b
                 idisc = idisc + self._instance_discrimination(f_i, tgt, pick) / b

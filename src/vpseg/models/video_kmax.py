@@ -75,6 +75,7 @@ class KMaXConfig:
     residual_bn_init: float = 0.0  # scale of the last BN of each transformer residual branch
     position_features: bool = False  # add Fourier features of (y, x) to the decoder outputs
     mask_scale_init: float = 0.1  # initial scale of the one-channel BN on the mask logits
+    head_kernel: int = 5  # depthwise kernel of the pixel and semantic heads
     decoder_drop_path: float = 0.0
     backbone_drop_path: float = 0.0
 
@@ -87,7 +88,7 @@ MODEL_CONFIGS: dict[str, KMaXConfig] = {
         decoder_base=(64, 32, 32, 16), axial_heads=4, axial_span=64,
         transformer_layers=(1, 1, 1), transformer_heads=4, ffn_dim=512, mask_dim=64,
         aspp_channels=64, aspp_rates=(2, 4, 6), semantic_skip=(32, 16), drop_path=0.0,
-        residual_bn_init=1.0, position_features=True, mask_scale_init=1.0),
+        residual_bn_init=1.0, position_features=True, mask_scale_init=1.0, head_kernel=3),
 }
 
 
@@ -176,7 +177,7 @@ class KMaXPredictor(nn.Module):
         super().__init__()
         d = cfg.query_dim
         self.pixel_head = nn.Sequential(
-            ConvBN(pixel_channels, pixel_channels, 5, groups=pixel_channels),
+            ConvBN(pixel_channels, pixel_channels, cfg.head_kernel, groups=pixel_channels),
             ConvBN(pixel_channels, d), nn.Conv2d(d, cfg.mask_dim, 1), nn.BatchNorm2d(cfg.mask_dim))
         self.mask_head = ConvBN1d(d, cfg.mask_dim, act=None)
         self.class_head = nn.Conv1d(d, num_classes + 1, 1)
@@ -255,9 +256,10 @@ class SemanticHead(nn.Module):
         self.project = nn.Sequential(ConvBN(5 * c, c), nn.Dropout(0.1))
         s8, s4 = cfg.semantic_skip
         self.skip8, self.skip4 = ConvBN(in_channels[1], s8), ConvBN(in_channels[0], s4)
-        self.fuse8 = nn.Sequential(ConvBN(c + s8, c + s8, 5, groups=c + s8), ConvBN(c + s8, c))
-        self.fuse4 = nn.Sequential(ConvBN(c + s4, c + s4, 5, groups=c + s4), ConvBN(c + s4, c))
-        self.head = nn.Sequential(ConvBN(c, c, 5, groups=c), ConvBN(c, c),
+        k = cfg.head_kernel
+        self.fuse8 = nn.Sequential(ConvBN(c + s8, c + s8, k, groups=c + s8), ConvBN(c + s8, c))
+        self.fuse4 = nn.Sequential(ConvBN(c + s4, c + s4, k, groups=c + s4), ConvBN(c + s4, c))
+        self.head = nn.Sequential(ConvBN(c, c, k, groups=c), ConvBN(c, c),
                                   nn.Conv2d(c, num_classes, 1))
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:

@@ -23,9 +23,12 @@ class Tracker(Protocol):
     of track ids for that frame's segments. With ``overlap`` > 0 the first ``overlap`` frames of
     the clip are the last ones of the previous clip (near-online stitching). ``reset()`` starts a
     new video. ``notes`` lists what the tracker had to do without (e.g. no embeddings).
+    ``accepts_overlap`` says whether it takes overlapping clips; the frame-by-frame trackers
+    (iou, sort, flow) do not: a near-online caller gives them only each clip's new frames.
     """
 
     notes: list[str]
+    accepts_overlap: bool
 
     def reset(self) -> None: ...
 

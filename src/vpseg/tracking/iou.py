@@ -45,6 +45,8 @@ def consistent(forward: np.ndarray, backward: np.ndarray) -> np.ndarray:
 class IoUTracker:
     """B1 (``flow=None``) or B3 (``flow="dis"`` or ``"farneback"``; needs RGB frames)."""
 
+    accepts_overlap = False
+
     def __init__(self, *, threshold: float = 0.3, keep: int = 10, match_class: bool = False,
                  flow: str | None = None, flow_max_side: int | None = 640,
                  fb_check: bool = True, flow_weights: str | None = None) -> None:

@@ -42,6 +42,8 @@ class _Entry:
 class MemoryTracker:
     """See the module docstring; the registry in ``vpseg.tracking`` names the paper settings."""
 
+    accepts_overlap = True
+
     def __init__(self, *, stitch: bool = True, appearance: bool = True, location: bool = True,
                  alpha: float = 0.7, tau: int | None = 10, lam: float = 0.8,
                  temperature: float = 1.0, stitch_iou: float = 0.5) -> None:

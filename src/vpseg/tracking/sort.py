@@ -77,6 +77,10 @@ class KalmanBox:
 
 
 class SortTracker:
+    """STEP B2: SORT on the boxes enclosing the masks (frame by frame)."""
+
+    accepts_overlap = False
+
     def __init__(self, *, threshold: float = 0.3, max_age: int = 1) -> None:
         self.threshold, self.max_age = threshold, max_age
         self.reset()
