@@ -173,11 +173,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="the main job: train, segment and evaluate on the synthetic world")
     p.add_argument("--out", default="demo-out")
     p.add_argument("--minutes", type=float, default=10.0, help="total time budget")
-    p.add_argument("--reserve", type=float, default=100.0,
+    p.add_argument("--reserve", type=float, default=45.0,
                    help="seconds of the budget kept for segmenting and evaluating")
     p.add_argument("--val-videos", type=int, default=4)
     p.add_argument("--frames", type=int, default=30, help="frames per val video")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--clip", type=int, default=2, choices=(1, 2),
+                   help="2: near-online (the default), 1: online")
+    p.add_argument("--tracker", default="hila", help="association for segmenting val")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--clips-per-video", type=int, default=1,
+                   help="consecutive training clips taken from each generated scene")
     p.set_defaults(func=model_commands.demo)
     return parser
 

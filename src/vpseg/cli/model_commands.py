@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from vpseg.core.labels import LabelSpace, load_label_space
 from vpseg.core.video import Video
 from vpseg.errors import InputError
 from vpseg.formats import Format, get_format
+
+if TYPE_CHECKING:
+    from vpseg.engine.inference import PostProcess
 
 __all__ = ["train", "segment", "demo", "read_video_file", "InputVideo", "input_videos"]
 
@@ -206,8 +210,8 @@ def input_videos(path: str, fmt_name: str | None, split: str | None) -> list[Inp
 
 def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, fmt: Format, *,
                    tracker_name: str = "hila", clip: int | None = None, split: str = "val",
-                   overlay: bool = True, fps: float = 10.0,
-                   progress: bool = True) -> tuple[LabelSpace, list[str]]:
+                   overlay: bool = True, fps: float = 10.0, progress: bool = True,
+                   post: PostProcess | None = None) -> tuple[LabelSpace, list[str]]:
     """Segment ``videos`` with a checkpoint; write panoptic frames in ``fmt`` (and overlay MP4s
     under ``out/overlay/``). Returns the label space and the video names."""
     import torch
@@ -229,7 +233,7 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
         raise InputError(str(exc.args[0])) from None
     with fmt.open_writer(out, label_space=labels, split=split) as writer:
         for video in videos:
-            frames = segment_frames(model, video.frames(), labels, tracker, clip=t)
+            frames = segment_frames(model, video.frames(), labels, tracker, clip=t, post=post)
             bar = tqdm(frames, total=len(video.frame_names), desc=video.name, unit="frame",
                        disable=not (progress and sys.stderr.isatty()), leave=False)
             writer.write(Video(name=video.name, panoptic=FramesInOrder(iter(bar), len(video.frame_names)),
@@ -289,28 +293,32 @@ def demo(args: argparse.Namespace) -> int:
                videos=args.val_videos, seed=10_000 + args.seed, split="val")
     print(f"[1/4] synthetic KITTI-STEP val set: {args.val_videos} videos x {args.frames} frames "
           f"{h}x{w} -> {val_root}")
-    spec = RunSpec(model="video-kmax-tiny", clip=2, batch_size=8, crop=(h, w))
+    spec = RunSpec(model="video-kmax-tiny", clip=args.clip, batch_size=args.batch_size,
+                   crop=(h, w))
     clips = SyntheticClips(labels, length=10**9, frames=spec.clip, seed=args.seed,
                            config=SynthConfig(height=h, width=w, frames=spec.clip),
+                           clips_per_video=args.clips_per_video, interleave=args.batch_size,
                            augment=ClipAugment(crop=(h, w), scale=(0.75, 1.5)))
     # 2. train near-online within the time budget (the rest of it is for segmenting + eval)
     budget = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
     weights = LossWeights(sample_pixels=512)  # the K×K pixel contrast, affordable on a CPU
-    iters = calibrate_iterations(spec, labels, clips, budget, weights=weights)
-    config = TrainConfig(max_iters=iters, lr=1e-3, warmup_iters=min(100, iters // 10),
+    iters = calibrate_iterations(spec, labels, clips, budget, weights=weights, probe=8)
+    config = TrainConfig(max_iters=iters, lr=args.lr, warmup_iters=min(100, iters // 10),
                          seed=args.seed)
     seed_everything(config.seed)
     trainer = make_trainer(spec, labels, clips, config, out_dir=out / "run", progress=True,
                            weights=weights)
-    print(f"[2/4] training video-kmax-tiny (T=2, {sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M "
+    mode = "near-online" if spec.clip > 1 else "online"
+    print(f"[2/4] training video-kmax-tiny ({mode}, T={spec.clip}, {sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M "
           f"parameters) for {iters} iterations (~{budget / 60:.1f} min) ...")
     trainer.train()
     ckpt = out / "run" / "ckpt.pt"
-    # 3. segment the val videos near-online with HiLA-MB
-    print(f"[3/4] segmenting {args.val_videos} val videos near-online with HiLA-MB ...")
+    # 3. segment the val videos (near-online with HiLA-MB by default)
+    print(f"[3/4] segmenting {args.val_videos} val videos {mode} with {args.tracker} ...")
     videos = input_videos(str(val_root), "kitti-step", "val")
     pred_root = out / "pred"
-    segment_videos(videos, ckpt, pred_root, fmt, tracker_name="hila", clip=2, overlay=False)
+    segment_videos(videos, ckpt, pred_root, fmt, tracker_name=args.tracker, clip=spec.clip,
+                   overlay=False)
     # 4. evaluate, report
     ks, names, _ = VPQ_PRESETS["vipseg"]
     config_eval = EvalConfig(metrics=("stq", "vpq", "semantic"), vpq_ks=ks, vpq_names=names)
@@ -328,9 +336,10 @@ def demo(args: argparse.Namespace) -> int:
                       result["semantic"]["mIoU"])
     report = "\n".join([
         "# vpseg demo", "",
-        f"video-kmax-tiny trained near-online (clips of 2 frames) for {iters} iterations on "
+        f"video-kmax-tiny trained {mode} (clips of {spec.clip} frames, batch {spec.batch_size}, "
+        f"lr {config.lr:g}) for {iters} iterations on "
         f"synthetic KITTI-STEP clips generated on the fly, then run on {args.val_videos} held-out "
-        f"val videos ({args.frames} frames, {h}x{w}) with HiLA-MB association.", "",
+        f"val videos ({args.frames} frames, {h}x{w}) with {args.tracker} association.", "",
         "| metric | value |", "|---|---|",
         f"| STQ | {_num(stq)} |", f"| AQ | {_num(result['stq']['AQ'])} |",
         f"| SQ | {_num(result['stq']['SQ'])} |",
