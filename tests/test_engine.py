@@ -64,6 +64,16 @@ def test_resume_continues_bit_identically(tmp_path):
         assert torch.equal(a, b)
 
 
+def test_a_time_budget_refits_the_schedule(tmp_path):
+    trainer, *_ = _setup(tmp_path)
+    trainer.train(seconds=0.0, refit_every=4)  # no time left at the first refit: stop there
+    assert trainer.iteration == 4 and trainer.config.max_iters == 4
+    assert load_checkpoint(tmp_path / "ckpt.pt")["config"]["max_iters"] == 4
+    roomy, *_ = _setup(tmp_path / "b")
+    roomy.train(until=8, seconds=1e9, refit_every=4)  # plenty of time: the schedule stretches
+    assert roomy.iteration == 8 and roomy.config.max_iters > 10**6
+
+
 def test_killed_mid_save_leaves_the_previous_checkpoint_readable(tmp_path, monkeypatch):
     trainer, *_ = _setup(tmp_path)
     trainer.train(until=3)

@@ -181,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clip", type=int, default=2, choices=(1, 2),
                    help="2: near-online (the default), 1: online")
     p.add_argument("--tracker", default="hila", help="association for segmenting val")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=8e-3)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--clips-per-video", type=int, default=1,
                    help="consecutive training clips taken from each generated scene")

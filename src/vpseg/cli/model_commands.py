@@ -302,16 +302,21 @@ def demo(args: argparse.Namespace) -> int:
     # 2. train near-online within the time budget (the rest of it is for segmenting + eval)
     budget = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
     weights = LossWeights(sample_pixels=512)  # the K×K pixel contrast, affordable on a CPU
-    iters = calibrate_iterations(spec, labels, clips, budget, weights=weights, probe=8)
+    # a first estimate of the iteration count (warmup and schedule shape); the training loop
+    # re-estimates it from its own speed and stops on time
+    iters = calibrate_iterations(spec, labels, clips, budget, weights=weights)
     config = TrainConfig(max_iters=iters, lr=args.lr, warmup_iters=min(100, iters // 10),
                          seed=args.seed)
     seed_everything(config.seed)
     trainer = make_trainer(spec, labels, clips, config, out_dir=out / "run", progress=True,
                            weights=weights)
     mode = "near-online" if spec.clip > 1 else "online"
-    print(f"[2/4] training video-kmax-tiny ({mode}, T={spec.clip}, {sum(p.numel() for p in trainer.model.parameters()) / 1e6:.2f}M "
-          f"parameters) for {iters} iterations (~{budget / 60:.1f} min) ...")
-    trainer.train()
+    seconds = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
+    params = sum(p.numel() for p in trainer.model.parameters()) / 1e6
+    print(f"[2/4] training video-kmax-tiny ({mode}, T={spec.clip}, {params:.2f}M parameters) "
+          f"for {seconds / 60:.1f} min (~{iters} iterations) ...")
+    trainer.train(seconds=seconds)
+    iters = trainer.iteration
     ckpt = out / "run" / "ckpt.pt"
     # 3. segment the val videos (near-online with HiLA-MB by default)
     print(f"[3/4] segmenting {args.val_videos} val videos {mode} with {args.tracker} ...")

@@ -13,7 +13,7 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -114,8 +114,14 @@ class Trainer:
         self.history.append(value)
         return value
 
-    def train(self, until: int | None = None) -> list[float]:
-        """Run to iteration ``until`` (default ``max_iters``), checkpointing as configured."""
+    def train(self, until: int | None = None, *, seconds: float | None = None,
+              refit_every: int = 20) -> list[float]:
+        """Run to iteration ``until`` (default ``max_iters``), checkpointing as configured.
+
+        With ``seconds``, train for about that much wall time instead: every ``refit_every``
+        iterations ``max_iters`` is re-estimated from the speed measured so far (the poly schedule
+        follows the estimate and ends with it). The iteration count then depends on the
+        machine's speed; for a reproducible run, give ``max_iters`` and no ``seconds``."""
         end = self.config.max_iters if until is None else min(until, self.config.max_iters)
         bar = tqdm(total=end - self.iteration, disable=not self.progress, unit="it",
                    mininterval=0.5 if sys.stderr.isatty() else 30.0)
@@ -123,8 +129,15 @@ class Trainer:
         while self.iteration < end:
             loss = self.step()
             bar.update(1)
-            rate = (self.iteration - first) / max(time.perf_counter() - start, 1e-9)
-            bar.set_postfix(loss=f"{loss:.4f}", it_s=f"{rate:.2f}", refresh=False)
+            done, elapsed = self.iteration - first, time.perf_counter() - start
+            bar.set_postfix(loss=f"{loss:.4f}", it_s=f"{done / max(elapsed, 1e-9):.2f}",
+                            refresh=False)
+            if seconds is not None and done % refit_every == 0:
+                left = int(max(seconds - elapsed, 0.0) / (elapsed / done))
+                self.config = replace(self.config, max_iters=self.iteration + left)
+                end = self.config.max_iters if until is None else min(until, self.config.max_iters)
+                bar.total = end - first
+                bar.refresh()
             every = self.config.checkpoint_every
             if self.out_dir is not None and every and self.iteration % every == 0:
                 self.save()
