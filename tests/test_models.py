@@ -181,6 +181,21 @@ def test_segment_frames_gives_tracks_online_and_near_online() -> None:
         assert len(frames) == 5 and all(f.shape == (64, 96) and f.dtype == np.int32 for f in frames)
 
 
+def test_an_input_scale_returns_masks_at_the_input_size() -> None:
+    from vpseg.engine.inference import PostProcess, predict_clip
+
+    torch.manual_seed(0)
+    model = build_model("video-kmax-tiny", C).eval()
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape)))
+    images = torch.rand(2, 3, 64, 96)
+    scaled = predict_clip(model, images, LABELS,
+                          PostProcess(thing_threshold=0.0, stuff_threshold=0.0, input_scale=1.25))
+    assert seen == [(1, 2, 3, 96, 128)]  # 80×120, padded to multiples of 32
+    assert [s.shape for s in scaled.semantic] == [(64, 96)] * 2
+    assert all(f.index.shape == (64, 96) for f in scaled.things)
+
+
 # kMaX-DeepLab's published parameter counts (COCO, 133 classes; Yu et al. 2022, Table 1 and the
 # official model zoo): ResNet-50 57M, ConvNeXt-L 232M — inference parameters, without the
 # training-only auxiliary semantic head.

@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", default="128,256", help="training crop H,W")
     p.add_argument("--min-scale", type=float, default=0.75)
     p.add_argument("--max-scale", type=float, default=1.5)
+    p.add_argument("--input-scale", type=float, default=1.0,
+                   help="inference resizes frames by this factor (stored in the checkpoint)")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW base learning rate (poly decay)")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup", type=int, default=100, help="warmup iterations")
@@ -166,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-split", default="val", help="split folder of the output")
     p.add_argument("--tracker", default="hila")
     p.add_argument("--clip", type=int, help="clip length (default: the one trained with)")
+    p.add_argument("--input-scale", type=float,
+                   help="resize frames by this factor for the network (default: the checkpoint's)")
     p.add_argument("--no-overlay", action="store_true", help="write no overlay MP4s")
     p.add_argument("--fps", type=float, default=10.0)
     p.set_defaults(func=model_commands.segment)
@@ -183,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracker", default="hila", help="association for segmenting val")
     p.add_argument("--lr", type=float, default=8e-3)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--min-scale", type=float, default=0.75, help="training scale jitter")
+    p.add_argument("--max-scale", type=float, default=1.5)
+    p.add_argument("--input-scale", type=float, default=1.0,
+                   help="inference resizes the val frames by this factor")
     p.add_argument("--clips-per-video", type=int, default=1,
                    help="consecutive training clips taken from each generated scene")
     p.set_defaults(func=model_commands.demo)

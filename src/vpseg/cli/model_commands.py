@@ -84,7 +84,10 @@ def train(args: argparse.Namespace) -> int:
         first = fmt.list_videos(args.data, split=args.split)[0]
         labels = labels or fmt.read_video(args.data, first, split=args.split).label_space
     assert labels is not None
-    spec = RunSpec(model=args.model, clip=args.clip, batch_size=args.batch_size, crop=crop)
+    if args.input_scale <= 0:
+        raise InputError("--input-scale must be > 0")
+    spec = RunSpec(model=args.model, clip=args.clip, batch_size=args.batch_size, crop=crop,
+                   input_scale=args.input_scale)
     out = Path(args.out)
     resume = out / "ckpt.pt" if args.resume else None
     if resume is not None:
@@ -217,13 +220,14 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
     import torch
     from tqdm import tqdm
 
-    from vpseg.engine.inference import segment_frames
+    from vpseg.engine.inference import PostProcess, segment_frames
     from vpseg.engine.train import load_model
     from vpseg.tracking import make_tracker
     from vpseg.tracking.video import FramesInOrder
     from vpseg.viz import render_frames, write_mp4
 
     model, spec, labels = load_model(checkpoint)
+    post = post or PostProcess(input_scale=spec.input_scale)
     if torch.cuda.is_available():
         model = model.cuda()
     t = clip or spec.clip
@@ -250,8 +254,12 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
 def segment(args: argparse.Namespace) -> int:
     videos = input_videos(args.input, args.input_format, args.split)
     fmt = _format(args.format)
+    from vpseg.engine.inference import PostProcess
+
+    post = None if args.input_scale is None else PostProcess(input_scale=args.input_scale)
     segment_videos(videos, args.checkpoint, Path(args.out), fmt, tracker_name=args.tracker,
-                   clip=args.clip, split=args.out_split, overlay=not args.no_overlay, fps=args.fps)
+                   clip=args.clip, split=args.out_split, overlay=not args.no_overlay, fps=args.fps,
+                   post=post)
     print(f"segmented {len(videos)} video(s) -> {args.out} ({fmt.name})"
           + ("" if args.no_overlay else f", overlays in {Path(args.out) / 'overlay'}"))
     return 0
@@ -294,11 +302,11 @@ def demo(args: argparse.Namespace) -> int:
     print(f"[1/4] synthetic KITTI-STEP val set: {args.val_videos} videos x {args.frames} frames "
           f"{h}x{w} -> {val_root}")
     spec = RunSpec(model="video-kmax-tiny", clip=args.clip, batch_size=args.batch_size,
-                   crop=(h, w))
+                   crop=(h, w), input_scale=args.input_scale)
     clips = SyntheticClips(labels, length=10**9, frames=spec.clip, seed=args.seed,
                            config=SynthConfig(height=h, width=w, frames=spec.clip),
                            clips_per_video=args.clips_per_video, interleave=args.batch_size,
-                           augment=ClipAugment(crop=(h, w), scale=(0.75, 1.5)))
+                           augment=ClipAugment(crop=(h, w), scale=(args.min_scale, args.max_scale)))
     # 2. train near-online within the time budget (the rest of it is for segmenting + eval)
     budget = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
     weights = LossWeights(sample_pixels=512)  # the K×K pixel contrast, affordable on a CPU

@@ -34,6 +34,9 @@ class PostProcess:
     pixel_threshold: float = 0.4
     overlap: float = 0.8
     min_area: int = 0
+    # frames are resized by this factor before the network; masks come back at the input size
+    # (a model trained on scale jitter segments small objects better a little enlarged)
+    input_scale: float = 1.0
 
 
 @dataclass
@@ -59,7 +62,12 @@ def predict_clip(model: torch.nn.Module, images: torch.Tensor, labels: LabelSpac
     model.eval()
     t, _, h, w = images.shape
     device = next(model.parameters()).device
-    padded = _pad_to(images.to(device), 32)
+    images = images.to(device)
+    if post.input_scale != 1.0:
+        size = (max(1, round(h * post.input_scale)), max(1, round(w * post.input_scale)))
+        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+    sh, sw = images.shape[-2:]
+    padded = _pad_to(images, 32)
     ph, pw = padded.shape[-2:]
     out = model(padded[None])
     n_cls = out["class_logits"].shape[-1] - 1
@@ -69,7 +77,9 @@ def predict_clip(model: torch.nn.Module, images: torch.Tensor, labels: LabelSpac
     logits = out["mask_logits"][0].float()
     n = logits.shape[0]
     frames = logits.reshape(n, t, logits.shape[1] // t, logits.shape[2]).permute(1, 0, 2, 3)
-    frames = F.interpolate(frames, size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :h, :w]
+    frames = F.interpolate(frames, size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :sh, :sw]
+    if (sh, sw) != (h, w):
+        frames = F.interpolate(frames, size=(h, w), mode="bilinear", align_corners=False)
     mask_probs = frames.softmax(1).permute(1, 0, 2, 3).reshape(n, t * h, w)  # N × T·h × w
     thing = torch.tensor([int(c) in labels and labels.is_thing(int(c)) for c in category.tolist()],
                          dtype=torch.bool)

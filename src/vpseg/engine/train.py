@@ -36,6 +36,7 @@ class RunSpec:
     clip: int
     batch_size: int
     crop: tuple[int, int]
+    input_scale: float = 1.0  # inference resizes frames by this factor (``PostProcess``)
 
 
 def num_classes_of(labels: LabelSpace) -> int:
@@ -153,7 +154,8 @@ def load_model(checkpoint: str | Path) -> tuple[VideoKMaX, RunSpec, LabelSpace]:
         raise InputError("not a vpseg model checkpoint (no run description)", path=checkpoint)
     run = extra["run"]
     spec = RunSpec(model=run["model"], clip=int(run["clip"]), batch_size=int(run["batch_size"]),
-                   crop=(int(run["crop"][0]), int(run["crop"][1])))
+                   crop=(int(run["crop"][0]), int(run["crop"][1])),
+                   input_scale=float(run.get("input_scale", 1.0)))
     labels = LabelSpace.from_json(extra["labels"])
     if "model_config" in extra:
         fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
