@@ -1,3 +1,4 @@
-"""Models (PyTorch). So far: the building blocks of (clip-)kMaX-DeepLab that can be checked against
-their definitions — k-means cross-attention, clip reshaping, PQ-style Hungarian matching. The
-networks, losses and builders come with the models issue."""
+"""Models (PyTorch): Video-kMaX's clip-kMaX (``video_kmax``: backbones, kMaX pixel decoder,
+k-means transformer decoder, heads; named configurations ``video-kmax-r50``,
+``video-kmax-convnext-l``, ``video-kmax-tiny``), its building blocks (``kmax_ops``, ``layers``) and
+the kMaX-DeepLab training losses (``losses``). HiLA-MB lives in ``vpseg.tracking`` (``hila``)."""
