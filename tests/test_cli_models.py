@@ -96,6 +96,12 @@ def test_segment_a_video_file_and_a_frame_folder(run, tmp_path):
     (["train", *TRAIN, "--out", "X"], "say how long"),
     (["train", *TRAIN, "--iters", "1", "--crop", "64", "--out", "X"], "--crop must be H,W"),
     (["segment", "missing.mp4", "--checkpoint", "c.pt", "--out", "X"], "no such file"),
+    (["train", *TRAIN, "--iters", "1", "--lr", "0", "--out", "X"], "--lr must be > 0"),
+    (["train", *TRAIN, "--iters", "1", "--min-scale", "2", "--out", "X"], "--min-scale"),
+    (["segment", "x.mp4", "--checkpoint", "c.pt", "--out", "X", "--input-scale", "0"],
+     "--input-scale must be > 0"),
+    (["demo", "--out", "X", "--batch-size", "0"], "--batch-size must be >= 1"),
+    (["demo", "--out", "X", "--minutes", "0"], "--minutes must be > 0"),
 ])
 def test_user_mistakes_exit_2_with_one_line(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

@@ -50,6 +50,18 @@ def _pair(text: str, what: str) -> tuple[int, int]:
 # vpseg train
 
 
+def _check_knobs(args: argparse.Namespace) -> None:
+    """The numeric flags train and demo share: one clear line for a value that cannot work."""
+    if args.clip < 1 or args.batch_size < 1:
+        raise InputError("--clip and --batch-size must be >= 1")
+    if args.lr <= 0:
+        raise InputError("--lr must be > 0")
+    if not 0 < args.min_scale <= args.max_scale:
+        raise InputError("--min-scale and --max-scale must satisfy 0 < min <= max")
+    if args.input_scale <= 0:
+        raise InputError("--input-scale must be > 0")
+
+
 def train(args: argparse.Namespace) -> int:
     import torch
 
@@ -63,8 +75,7 @@ def train(args: argparse.Namespace) -> int:
 
     if args.model not in MODEL_CONFIGS:
         raise InputError(f"unknown model {args.model!r}; known: {', '.join(MODEL_CONFIGS)}")
-    if args.clip < 1 or args.batch_size < 1:
-        raise InputError("--clip and --batch-size must be >= 1")
+    _check_knobs(args)
     fmt = _format(args.format)
     crop = _pair(args.crop, "--crop")
     labels = load_label_space(args.label_space) if args.label_space else None
@@ -84,8 +95,6 @@ def train(args: argparse.Namespace) -> int:
         first = fmt.list_videos(args.data, split=args.split)[0]
         labels = labels or fmt.read_video(args.data, first, split=args.split).label_space
     assert labels is not None
-    if args.input_scale <= 0:
-        raise InputError("--input-scale must be > 0")
     spec = RunSpec(model=args.model, clip=args.clip, batch_size=args.batch_size, crop=crop,
                    input_scale=args.input_scale)
     out = Path(args.out)
@@ -252,10 +261,12 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
 
 
 def segment(args: argparse.Namespace) -> int:
-    videos = input_videos(args.input, args.input_format, args.split)
-    fmt = _format(args.format)
     from vpseg.engine.inference import PostProcess
 
+    if args.input_scale is not None and args.input_scale <= 0:
+        raise InputError("--input-scale must be > 0")
+    videos = input_videos(args.input, args.input_format, args.split)
+    fmt = _format(args.format)
     post = None if args.input_scale is None else PostProcess(input_scale=args.input_scale)
     segment_videos(videos, args.checkpoint, Path(args.out), fmt, tracker_name=args.tracker,
                    clip=args.clip, split=args.out_split, overlay=not args.no_overlay, fps=args.fps,
@@ -289,6 +300,10 @@ def demo(args: argparse.Namespace) -> int:
     from vpseg.models.losses import LossWeights
     from vpseg.viz import render_frames, write_mp4
 
+    _check_knobs(args)
+    if args.minutes <= 0 or args.val_videos < 1 or args.frames < 2 or args.clips_per_video < 1:
+        raise InputError("--minutes must be > 0, --val-videos and --clips-per-video >= 1, "
+                         "--frames >= 2")
     wall = time.perf_counter()
     out = Path(args.out)
     fmt = _format("kitti-step")
