@@ -191,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-scale", type=float, default=1.5)
     p.add_argument("--input-scale", type=float, default=1.0,
                    help="inference resizes the val frames by this factor")
+    p.add_argument("--sample-pixels", type=int, default=512,
+                   help="pixels per clip in the instance-discrimination loss")
     p.add_argument("--clips-per-video", type=int, default=1,
                    help="consecutive training clips taken from each generated scene")
     p.set_defaults(func=model_commands.demo)

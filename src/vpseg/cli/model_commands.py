@@ -60,6 +60,8 @@ def _check_knobs(args: argparse.Namespace) -> None:
         raise InputError("--min-scale and --max-scale must satisfy 0 < min <= max")
     if args.input_scale <= 0:
         raise InputError("--input-scale must be > 0")
+    if args.sample_pixels < 1:
+        raise InputError("--sample-pixels must be >= 1")
 
 
 def train(args: argparse.Namespace) -> int:
@@ -324,7 +326,7 @@ def demo(args: argparse.Namespace) -> int:
                            augment=ClipAugment(crop=(h, w), scale=(args.min_scale, args.max_scale)))
     # 2. train near-online within the time budget (the rest of it is for segmenting + eval)
     budget = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
-    weights = LossWeights(sample_pixels=512)  # the K×K pixel contrast, affordable on a CPU
+    weights = LossWeights(sample_pixels=args.sample_pixels)  # K×K pixel contrast: 512 fits a CPU
     # a first estimate of the iteration count (warmup and schedule shape); the training loop
     # re-estimates it from its own speed and stops on time
     iters = calibrate_iterations(spec, labels, clips, budget, weights=weights)
