@@ -102,3 +102,23 @@ def test_bad_checkpoints_are_input_errors(tmp_path):
     save_checkpoint(tmp_path / "other.pt", {"weights": 1})
     with pytest.raises(InputError, match="not a vpseg checkpoint"):
         load_checkpoint(tmp_path / "other.pt")
+
+
+def test_batches_prefetch_only_beside_a_spare_core(monkeypatch):
+    """The background data thread slows a CPU step when PyTorch's threads take every core."""
+    from vpseg.engine import distributed
+    from vpseg.engine import train as train_mod
+
+    data = [{"x": torch.full((2,), float(i))} for i in range(5)]
+    monkeypatch.setattr(train_mod.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    monkeypatch.setattr(train_mod.torch, "get_num_threads", lambda: 2)
+    inline = train_mod._batches(data, 2, distributed.DistInfo())
+    assert not isinstance(inline, train_mod.Prefetch)
+    gpu = train_mod._batches(data, 2, distributed.DistInfo(device="cuda:0"))
+    assert isinstance(gpu, train_mod.Prefetch)
+    monkeypatch.setattr(train_mod.torch, "get_num_threads", lambda: 1)
+    spare = train_mod._batches(data, 2, distributed.DistInfo())
+    assert isinstance(spare, train_mod.Prefetch)
+    # both give the same batches: iteration 2 takes samples 4, 0 (mod the size)
+    for batches in (inline, gpu, spare):
+        assert batches(2)["x"][:, 0].tolist() == [4.0, 0.0]

@@ -303,9 +303,10 @@ def demo(args: argparse.Namespace) -> int:
     from vpseg.viz import render_frames, write_mp4
 
     _check_knobs(args)
-    if args.minutes <= 0 or args.val_videos < 1 or args.frames < 2 or args.clips_per_video < 1:
+    if (args.minutes <= 0 or args.val_videos < 1 or args.frames < 2 or args.clips_per_video < 1
+            or args.train_objects < 0):
         raise InputError("--minutes must be > 0, --val-videos and --clips-per-video >= 1, "
-                         "--frames >= 2")
+                         "--frames >= 2, --train-objects >= 0")
     wall = time.perf_counter()
     out = Path(args.out)
     fmt = _format("kitti-step")
@@ -321,7 +322,8 @@ def demo(args: argparse.Namespace) -> int:
     spec = RunSpec(model="video-kmax-tiny", clip=args.clip, batch_size=args.batch_size,
                    crop=(h, w), input_scale=args.input_scale)
     clips = SyntheticClips(labels, length=10**9, frames=spec.clip, seed=args.seed,
-                           config=SynthConfig(height=h, width=w, frames=spec.clip),
+                           config=SynthConfig(height=h, width=w, frames=spec.clip,
+                                             objects=args.train_objects),
                            clips_per_video=args.clips_per_video, interleave=args.batch_size,
                            augment=ClipAugment(crop=(h, w), scale=(args.min_scale, args.max_scale)))
     # 2. train near-online within the time budget (the rest of it is for segmenting + eval)

@@ -7,6 +7,7 @@ The run folder holds ``ckpt.pt`` (model, optimizer, schedule position, RNG state
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,6 +62,17 @@ class Prefetch:
         return batch
 
 
+def spare_core(device: str) -> bool:
+    """Whether a background data thread runs beside the training step without slowing it: on a
+    GPU the CPU waits anyway; on a CPU only when a core is left over after PyTorch's threads.
+    (On 2 cores with 2 PyTorch threads a prefetch thread made a step 1.4x slower, not faster:
+    PyTorch's parallel regions wait at their barriers for the core the thread holds.)"""
+    if device.startswith("cuda"):
+        return True
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores > torch.get_num_threads()
+
+
 def _batches(dataset: Dataset[dict[str, torch.Tensor]], batch_size: int,
              info: distributed.DistInfo) -> Callable[[int], dict[str, torch.Tensor]]:
     """Iteration i of process ``rank`` takes samples ``(i·world + rank)·B ...`` (mod the size)."""
@@ -70,7 +82,7 @@ def _batches(dataset: Dataset[dict[str, torch.Tensor]], batch_size: int,
         first = (iteration * info.world + info.rank) * batch_size
         return collate([dataset[(first + k) % n] for k in range(batch_size)])
 
-    return Prefetch(batch)
+    return Prefetch(batch) if spare_core(info.device) else batch
 
 
 def _loss_fn(labels: LabelSpace, criterion: KMaXLoss, device: str,
@@ -105,6 +117,8 @@ def make_trainer(
 
         load_backbone_weights(net.backbone, backbone_weights)
     model = model.to(info.device)
+    if info.device == "cpu":  # oneDNN convolutions run ~20 % faster on NHWC tensors
+        model = model.to(memory_format=torch.channels_last)
     if info.distributed:
         if info.device.startswith("cuda"):
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
