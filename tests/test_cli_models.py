@@ -102,6 +102,7 @@ def test_segment_a_video_file_and_a_frame_folder(run, tmp_path):
      "--input-scale must be > 0"),
     (["demo", "--out", "X", "--batch-size", "0"], "--batch-size must be >= 1"),
     (["demo", "--out", "X", "--minutes", "0"], "--minutes must be > 0"),
+    (["demo", "--out", "X", "--train-objects", "-1"], "--train-objects >= 0"),
 ])
 def test_user_mistakes_exit_2_with_one_line(argv, message, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)

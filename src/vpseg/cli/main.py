@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pixels per clip in the instance-discrimination loss")
     p.add_argument("--clips-per-video", type=int, default=1,
                    help="consecutive training clips taken from each generated scene")
-    p.add_argument("--train-objects", type=int, default=10,
+    p.add_argument("--train-objects", type=int, default=16,
                    help="thing tracks per generated training scene (the val scenes have 10)")
     p.set_defaults(func=model_commands.demo)
     return parser

@@ -370,7 +370,8 @@ def demo(args: argparse.Namespace) -> int:
         "# vpseg demo", "",
         f"video-kmax-tiny trained {mode} (clips of {spec.clip} frames, batch {spec.batch_size}, "
         f"lr {config.lr:g}) for {iters} iterations on "
-        f"synthetic KITTI-STEP clips generated on the fly, then run on {args.val_videos} held-out "
+        f"synthetic KITTI-STEP clips generated on the fly ({args.train_objects} thing tracks "
+        f"per scene), then run on {args.val_videos} held-out "
         f"val videos ({args.frames} frames, {h}x{w}) with {args.tracker} association.", "",
         "| metric | value |", "|---|---|",
         f"| STQ | {_num(stq)} |", f"| AQ | {_num(result['stq']['AQ'])} |",

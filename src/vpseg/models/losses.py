@@ -135,35 +135,40 @@ class KMaXLoss:
     def _pq_and_mask_id(self, class_logits: torch.Tensor, mask_logits: torch.Tensor,
                         target: ClipTargets, rows: torch.Tensor, cols: torch.Tensor,
                         owner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """PQ-style loss and mask-ID cross-entropy (``N×(C+1)``, ``N×P``, matched pairs, the
-        matched query of every pixel)."""
-        n = class_logits.shape[0]
+        """PQ-style loss and mask-ID cross-entropy of L predictions of one clip at once
+        (``L×N×(C+1)``, ``L×N×P``; the matched pairs and the matched query of every pixel are
+        shared by all L), each summed over the L predictions."""
+        n_pred, n = class_logits.shape[:2]
         w = self.w
         log_p = class_logits.float().log_softmax(-1)
         logits = mask_logits.float()
         valid = target.valid
-        soft = logits.softmax(0)
+        soft = logits.softmax(1)
         probs = soft * valid
         gt = target.masks.float()
         # class term: matched -> their class (weight: Dice), others -> no object (weight: void share)
         with torch.no_grad():
-            void_share = (soft.sum(1) - probs.sum(1)) / soft.sum(1).clamp(min=1e-12)
-            weight = (1 - w.class_alpha) * void_share.clamp(min=w.min_weight)
+            void_share = (soft.sum(-1) - probs.sum(-1)) / soft.sum(-1).clamp(min=1e-12)
+            weight = (1 - w.class_alpha) * void_share.clamp(min=w.min_weight)  # L × N
             labels = torch.full((n,), self.num_classes, dtype=torch.int64)
-        inter = (probs[rows] * gt[cols]).sum(1)
-        dice = (2 * inter + 1.0) / (probs[rows].sum(1) + gt[cols].sum(1) + 1.0)
+        inter = (probs[:, rows] * gt[cols]).sum(-1)  # L × matched
+        dice = (2 * inter + 1.0) / (probs[:, rows].sum(-1) + gt[cols].sum(-1) + 1.0)
         if len(rows):
             with torch.no_grad():
-                weight[rows] = w.class_alpha * dice.clamp(min=w.min_weight)
+                weight[:, rows] = w.class_alpha * dice.clamp(min=w.min_weight)
                 labels[rows] = target.classes[cols]
-        ce = -log_p.gather(1, labels[:, None]).squeeze(1)
+        ce = -log_p.gather(2, labels[None, :, None].expand(n_pred, n, 1)).squeeze(2)
         class_term = (weight * ce).sum() / n
-        p_match = log_p[rows, target.classes[cols]].exp().detach().clamp(min=w.min_weight)
+        p_match = log_p[:, rows, target.classes[cols]].exp().detach().clamp(min=w.min_weight)
         mask_term = (p_match * (1 - dice)).sum() * w.class_alpha / n
-        # mask-ID cross-entropy over the non-void pixels (each belongs to a matched segment)
+        # mask-ID cross-entropy over the non-void pixels (each belongs to a matched segment);
+        # every prediction has the same pixels, so L times the mean over all is the sum of means
         keep = owner >= 0
-        mask_id = (F.cross_entropy(logits[:, keep].T, owner[keep]) if keep.any()
-                   else logits.sum() * 0.0)
+        if keep.any():
+            picked = logits[:, :, keep].transpose(1, 2).reshape(-1, n)
+            mask_id = F.cross_entropy(picked, owner[keep].repeat(n_pred)) * n_pred
+        else:
+            mask_id = logits.sum() * 0.0
         return class_term + mask_term, mask_id
 
     def sample_pixels(self, target: ClipTargets, generator: torch.Generator | None) -> torch.Tensor:
@@ -181,15 +186,16 @@ class KMaXLoss:
 
     def _instance_discrimination(self, feature: torch.Tensor, target: ClipTargets,
                                  pick: torch.Tensor) -> torch.Tensor:
-        """``feature`` ``D×P`` pixel embeddings; ``pick`` the sampled pixels."""
+        """``feature`` ``L×D×P`` pixel embeddings of L predictions; ``pick`` the sampled pixels;
+        summed over the L."""
         if pick.numel() == 0:
             return feature.sum() * 0.0
-        feats = feature.float()[:, pick]  # D × K
+        feats = feature.float()[:, :, pick]  # L × D × K
         same = target.masks[:, pick].float()  # M × K
         soft = same.T @ same  # K × K: 1 where two pixels share a segment
         soft = soft / soft.sum(1, keepdim=True).clamp(min=1)
-        logits = feats.T @ feats / self.w.temperature
-        return -(soft * logits.log_softmax(1)).sum(1).mean()
+        logits = feats.transpose(1, 2) @ feats / self.w.temperature  # L × K × K
+        return -(soft * logits.log_softmax(-1)).sum(-1).mean(-1).sum()
 
     # -- all of it ----------------------------------------------------------------------------
     def __call__(self, outputs: dict, targets: list[ClipTargets],
@@ -210,16 +216,19 @@ class KMaXLoss:
         owners = [self.owners(t, *m) for t, m in zip(targets, matches, strict=True)]
         picks = [self.sample_pixels(t, generator) for t in targets]
         pq_total = mid_total = idisc = torch.zeros(())
-        for cls, masks, feats in preds:
-            # unbind, not cls[i]: indexing a batch element costs a full-size zero gradient each
-            per_clip = zip(cls.unbind(0), masks.flatten(2).unbind(0), feats.flatten(2).unbind(0),
-                           targets, matches, owners, picks, strict=True)
-            for c_i, m_i, f_i, tgt, match, owner, pick in per_clip:
-                rows, cols = match
-                pq, mid = self._pq_and_mask_id(c_i, m_i, tgt, rows, cols, owner)
-                pq_total = pq_total + pq / b
-                mid_total = mid_total + mid / b
-                idisc = idisc + self._instance_discrimination(f_i, tgt, pick) / b
+        # all predictions of a clip at once: L × N × (C+1), L × N × P, L × D × P
+        cls_all = torch.stack([c for c, _, _ in preds], 1)
+        masks_all = torch.stack([m.flatten(2) for _, m, _ in preds], 1)
+        feats_all = torch.stack([f.flatten(2) for _, _, f in preds], 1)
+        # unbind, not x[i]: indexing a batch element costs a full-size zero gradient each
+        per_clip = zip(cls_all.unbind(0), masks_all.unbind(0), feats_all.unbind(0),
+                       targets, matches, owners, picks, strict=True)
+        for c_i, m_i, f_i, tgt, match, owner, pick in per_clip:
+            rows, cols = match
+            pq, mid = self._pq_and_mask_id(c_i, m_i, tgt, rows, cols, owner)
+            pq_total = pq_total + pq / b
+            mid_total = mid_total + mid / b
+            idisc = idisc + self._instance_discrimination(f_i, tgt, pick) / b
         sem = torch.zeros(())
         if "semantic_logits" in outputs:
             sem_t = torch.stack([t.semantic for t in targets])

@@ -86,8 +86,8 @@ MODEL_CONFIGS: dict[str, KMaXConfig] = {
     "video-kmax-tiny": KMaXConfig(
         backbone="tiny", num_queries=32, query_dim=128, decoder_blocks=(1, 1, 1, 1),
         decoder_base=(64, 32, 32, 16), axial_heads=4, axial_span=64,
-        transformer_layers=(1, 1, 1), transformer_heads=4, ffn_dim=512, mask_dim=64,
-        aspp_channels=64, aspp_rates=(2, 4, 6), semantic_skip=(32, 16), drop_path=0.0,
+        transformer_layers=(2, 2, 2), transformer_heads=4, ffn_dim=512, mask_dim=64,
+        aspp_channels=32, aspp_rates=(2, 4, 6), semantic_skip=(32, 16), drop_path=0.0,
         residual_bn_init=1.0, position_features=True, mask_scale_init=1.0, head_kernel=3),
 }
 
