@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -12,8 +14,8 @@ from vpseg.core.synthetic import SynthConfig  # noqa: E402
 from vpseg.engine.data import SyntheticClips, collate  # noqa: E402
 from vpseg.engine.train import RunSpec, make_trainer, num_classes_of  # noqa: E402
 from vpseg.engine.trainer import TrainConfig, seed_everything  # noqa: E402
-from vpseg.models.losses import KMaXLoss, make_targets  # noqa: E402
-from vpseg.models.video_kmax import build_model  # noqa: E402
+from vpseg.models.losses import KMaXLoss, features_at, make_targets  # noqa: E402
+from vpseg.models.video_kmax import MODEL_CONFIGS, build_model  # noqa: E402
 
 LABELS = get_label_space("kitti-step")
 C = num_classes_of(LABELS)
@@ -26,16 +28,60 @@ def _clip_batch(n: int = 2, frames: int = 2, seed: int = 0) -> dict:
 
 
 @pytest.mark.parametrize("frames", [1, 2, 3])
-def test_forward_shapes_clip_as_one_tall_image(frames: int) -> None:
+@pytest.mark.parametrize("stride", [2, 4])
+def test_forward_shapes_clip_as_one_tall_image(frames: int, stride: int) -> None:
     torch.manual_seed(0)
-    model = build_model("video-kmax-tiny", C).eval()
+    cfg = replace(MODEL_CONFIGS["video-kmax-tiny"], final_stride=stride)
+    model = build_model(cfg, C).eval()
     with torch.no_grad():
         out = model(torch.rand(2, frames, 3, 64, 96))
     n = model.config.num_queries
     assert out["class_logits"].shape == (2, n, C + 1)
-    assert out["mask_logits"].shape == (2, n, frames * 16, 24)  # T·H/4 × W/4
+    # T·H/s × W/s: the tiny model's final masks are at stride 2, kMaX-DeepLab's at 4
+    assert out["mask_logits"].shape == (2, n, frames * 64 // stride, 96 // stride)
     assert out["query_embedding"].shape == (2, n, model.config.query_dim)
     assert torch.allclose(out["pixel_feature"].norm(dim=1), torch.ones(1), atol=1e-4)
+    model.train()
+    out = model(torch.rand(2, frames, 3, 64, 96))
+    assert out["aux_size"] == (frames * 16, 24)  # the auxiliaries are supervised at stride 4
+    assert out["semantic_logits"].shape[-2:] == (frames * 16, 24)
+
+
+def test_stride_2_needs_a_backbone_with_a_stride_2_feature() -> None:
+    with pytest.raises(ValueError, match="stride-2"):
+        build_model(replace(MODEL_CONFIGS["video-kmax-r50"], backbone="convnext_tiny",
+                            final_stride=2), C)
+    with pytest.raises(ValueError, match="final_stride"):
+        build_model(replace(MODEL_CONFIGS["video-kmax-tiny"], final_stride=8), C)
+
+
+def test_targets_resized_keep_their_segments_and_order() -> None:
+    batch = _clip_batch(n=1)
+    (fine,) = make_targets(batch["panoptic"], LABELS, (32, 48))
+    coarse = fine.resized((32, 24))  # the clip image: 2 frames × 16 rows, 24 columns
+    assert coarse.shape == (32, 24) and torch.equal(coarse.classes, fine.classes)
+    grid = fine.masks.reshape(-1, 64, 48)[:, ::2, ::2].flatten(1)
+    assert torch.equal(coarse.masks, grid)
+    # the per-pixel segment index agrees with the masks on both grids
+    for t in (fine, coarse):
+        inside = t.segment >= 0
+        assert torch.equal(inside, t.valid)
+        assert torch.equal(t.masks.float().argmax(0)[inside], t.segment[inside])
+    with pytest.raises(ValueError, match="cannot be subsampled"):
+        fine.resized((20, 24))
+
+
+def test_features_at_equals_upsampling_then_picking() -> None:
+    torch.manual_seed(0)
+    for (h, w), (hh, ww) in (((4, 8), (32, 64)), ((8, 4), (64, 64)), ((5, 7), (40, 56))):
+        f = torch.randn(3, h, w, dtype=torch.float64)
+        up = torch.nn.functional.interpolate(f[None], size=(hh, ww), mode="bilinear",
+                                             align_corners=False)[0].flatten(1)
+        pick = torch.randperm(hh * ww)[:200]
+        assert torch.allclose(features_at(f, pick, (hh, ww)), up[:, pick], atol=1e-12)
+    same = torch.randn(3, 6, 5)
+    assert torch.equal(features_at(same, torch.tensor([0, 7, 29]), (6, 5)),
+                       same.flatten(1)[:, [0, 7, 29]])
 
 
 def test_targets_are_tubes_across_the_clip() -> None:
@@ -111,6 +157,24 @@ def test_matching_is_shared_by_the_auxiliary_layers() -> None:
            "pixel_feature": perfect["pixel_feature"]}
     with_aux = loss({**perfect, "aux": [aux]}, targets)[1]["pq_style"]
     assert with_aux > base + 0.1
+
+
+def test_a_fine_final_prediction_and_coarse_auxiliaries_share_the_matching() -> None:
+    batch = _clip_batch(n=1)
+    targets = make_targets(batch["panoptic"], LABELS, (32, 48))  # stride 2 of 64×96
+    coarse = [t.resized((32, 24)) for t in targets]
+    final = _perfect_outputs(targets, 32, (64, 48))
+    aux = _perfect_outputs(coarse, 32, (32, 24))
+    out = {**final, "aux": [aux], "aux_size": (32, 24), "semantic_logits": aux["semantic_logits"]}
+    loss = KMaXLoss(C)
+    _, parts = loss(out, targets)
+    assert parts["pq_style"] == pytest.approx(0.0, abs=1e-4)
+    assert parts["mask_id"] == pytest.approx(0.0, abs=1e-4)
+    assert parts["semantic"] == pytest.approx(0.0, abs=1e-4)
+    perm = torch.roll(torch.arange(32), 1)  # the auxiliary held to the final's matching
+    shuffled = {**aux, "class_logits": aux["class_logits"][:, perm],
+                "mask_logits": aux["mask_logits"][:, perm]}
+    assert loss({**out, "aux": [shuffled]}, targets)[1]["pq_style"] > parts["pq_style"] + 0.1
 
 
 def test_unmatched_queries_are_pushed_to_no_object_by_their_void_share() -> None:

@@ -90,8 +90,9 @@ def _loss_fn(labels: LabelSpace, criterion: KMaXLoss, device: str,
     def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         images = batch["images"].to(device, non_blocking=True)
         out = model(images)
-        h4, w4 = out["mask_logits"].shape[-2] // images.shape[1], out["mask_logits"].shape[-1]
-        targets = make_targets(batch["panoptic"], labels, (h4, w4))
+        # targets at the final mask logits' resolution, per frame
+        hs, ws = out["mask_logits"].shape[-2] // images.shape[1], out["mask_logits"].shape[-1]
+        targets = make_targets(batch["panoptic"], labels, (hs, ws))
         targets = [t.to(device) for t in targets]
         total, parts = criterion(out, targets)
         log.update(parts)

@@ -19,9 +19,17 @@ __all__ = ["Backbone", "build_backbone", "load_backbone_weights", "BACKBONES"]
 
 
 class Backbone(nn.Module):
-    """``forward(x)`` -> [stride 4, 8, 16, 32] features; ``channels`` lists their widths."""
+    """``forward(x)`` -> [stride 4, 8, 16, 32] features; ``channels`` lists their widths.
+    ``features(x, stride2=True)`` adds the stem's stride-2 feature (``stride2_channels`` wide)
+    where the network has one, for a pixel decoder that goes on to stride 2."""
 
     channels: tuple[int, int, int, int]
+    stride2_channels: int | None = None
+
+    def features(self, x: torch.Tensor, stride2: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        if stride2:
+            raise ValueError(f"{type(self).__name__} has no stride-2 feature")
+        return self(x), None
 
 
 class ResNetBackbone(Backbone):
@@ -35,12 +43,17 @@ class ResNetBackbone(Backbone):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
         self.channels = (256, 512, 1024, 2048)
+        self.stride2_channels = 64
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        c2 = self.layer1(self.stem(x))
+        return self.features(x)[0]
+
+    def features(self, x: torch.Tensor, stride2: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        s2 = self.stem[:3](x)  # conv1, bn1, relu: stride 2
+        c2 = self.layer1(self.stem[3](s2))
         c3 = self.layer2(c2)
         c4 = self.layer3(c3)
-        return [c2, c3, c4, self.layer4(c4)]
+        return [c2, c3, c4, self.layer4(c4)], s2 if stride2 else None
 
 
 class ConvNeXtBackbone(Backbone):
@@ -91,14 +104,19 @@ class TinyBackbone(Backbone):
             cin = w
         self.stages = nn.ModuleList(stages)
         self.channels = widths
+        self.stride2_channels = widths[0] // 2
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        x = self.stem(x)
+        return self.features(x)[0]
+
+    def features(self, x: torch.Tensor, stride2: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        s2 = self.stem[0](x)
+        x = self.stem[1](s2)
         out = []
         for stage in self.stages:
             x = stage(x)
             out.append(x)
-        return out
+        return out, s2 if stride2 else None
 
 
 BACKBONES = ("tiny", "resnet50", "convnext_tiny", "convnext_small", "convnext_base",

@@ -1,7 +1,8 @@
 """The kMaX-DeepLab training losses (MaX-DeepLab's PQ-style loss and its auxiliaries) as the
 official code computes them (deeplab2 ``max_deeplab_loss.py`` and the PyTorch kMaX-DeepLab
 ``criterion.py`` agree), applied to clips laid out as one image: a ground-truth *tube* is one
-mask over the T stacked frames. Everything is at stride 4.
+mask over the T stacked frames. Everything is at stride 4 (kMaX-DeepLab's mask logits); a
+stride-2 final prediction (``video-kmax-tiny``) is supervised at stride 2, its auxiliaries at 4.
 
 Matching, once per clip on the *final* prediction (and reused for every auxiliary layer):
 Hungarian on ``p_i(c_j) · Dice(m_i, g_j)``, ``m`` the pixel-wise softmax of the mask logits over
@@ -36,7 +37,7 @@ import torch.nn.functional as F
 from vpseg.core.labels import LabelSpace
 from vpseg.models.kmax_ops import clip_to_image, hungarian_match
 
-__all__ = ["LossWeights", "ClipTargets", "make_targets", "KMaXLoss"]
+__all__ = ["LossWeights", "ClipTargets", "make_targets", "features_at", "KMaXLoss"]
 
 
 @dataclass(frozen=True)
@@ -62,10 +63,29 @@ class ClipTargets:
     classes: torch.Tensor  # M int64
     valid: torch.Tensor  # P bool: pixels in some segment
     semantic: torch.Tensor  # P int64, ignore_index = -1 for void
+    segment: torch.Tensor  # P int64: the pixel's row of ``masks``, -1 where it is in none
+    shape: tuple[int, int]  # the clip image's (T·h, w); P = T·h·w
 
     def to(self, device: str | torch.device) -> ClipTargets:
         return ClipTargets(self.masks.to(device), self.classes.to(device), self.valid.to(device),
-                           self.semantic.to(device))
+                           self.semantic.to(device), self.segment.to(device), self.shape)
+
+    def resized(self, shape: tuple[int, int]) -> ClipTargets:
+        """The same segments (same order, so matches carry over) on a grid coarser by an
+        integer factor: every factor-th pixel of each row and column. A segment too small to
+        hit the coarser grid keeps an empty mask."""
+        if tuple(shape) == self.shape:
+            return self
+        (h, w), (sh, sw) = self.shape, shape
+        if h % sh or w % sw or h // sh != w // sw:
+            raise ValueError(f"targets of {h}x{w} cannot be subsampled to {sh}x{sw}")
+        f = h // sh
+
+        def sub(x: torch.Tensor) -> torch.Tensor:
+            return x.reshape(*x.shape[:-1], h, w)[..., ::f, ::f].flatten(-2)
+
+        return ClipTargets(sub(self.masks), self.classes, sub(self.valid), sub(self.semantic),
+                           sub(self.segment), (sh, sw))
 
 
 def make_targets(panoptic: torch.Tensor, labels: LabelSpace, size: tuple[int, int]) -> list[ClipTargets]:
@@ -91,9 +111,23 @@ def make_targets(panoptic: torch.Tensor, labels: LabelSpace, size: tuple[int, in
         uniq = uniq[uniq >= 0]
         masks = seg_ids[None, :] == uniq[:, None]
         semantic = torch.where(is_void, torch.full_like(sem, -1), sem)
+        segment = torch.where(seg_ids >= 0, torch.searchsorted(uniq, seg_ids), -1)
         out.append(ClipTargets(masks=masks, classes=uniq // div, valid=seg_ids >= 0,
-                               semantic=semantic))
+                               semantic=semantic, segment=segment, shape=(t * sh, sw)))
     return out
+
+
+def features_at(feature: torch.Tensor, pick: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """``feature`` ``D×h×w`` read at the flat positions ``pick`` of a ``shape`` grid: ``D×K``,
+    the values bilinear upsampling to ``shape`` (``align_corners=False``) gives there, without
+    upsampling the whole map."""
+    if tuple(feature.shape[-2:]) == tuple(shape):
+        return feature.flatten(1)[:, pick]
+    h, w = shape
+    ys, xs = (pick // w).to(feature.dtype), (pick % w).to(feature.dtype)
+    grid = torch.stack([(xs + 0.5) / w * 2 - 1, (ys + 0.5) / h * 2 - 1], -1)[None, None]
+    return F.grid_sample(feature[None], grid, mode="bilinear", padding_mode="border",
+                         align_corners=False)[0, :, 0]
 
 
 class KMaXLoss:
@@ -126,7 +160,7 @@ class KMaXLoss:
         owner = torch.full((target.valid.numel(),), -1, dtype=torch.int64)
         if target.masks.shape[0] == 0:
             return owner
-        seg = target.masks.float().argmax(0)
+        seg = target.segment
         query_of = torch.full((target.masks.shape[0],), -1, dtype=torch.int64)
         query_of[cols] = rows
         owner[target.valid] = query_of[seg[target.valid]]
@@ -174,8 +208,7 @@ class KMaXLoss:
     def sample_pixels(self, target: ClipTargets, generator: torch.Generator | None) -> torch.Tensor:
         """K pixel positions without replacement, favouring small segments (Gumbel top-k)."""
         area = target.masks.sum(1).float()
-        seg_of = torch.where(target.valid, target.masks.float().argmax(0), -1) if len(area) else \
-            torch.full((target.valid.numel(),), -1, dtype=torch.int64)
+        seg_of = target.segment
         p = target.valid.numel()
         logit = torch.full((p,), -99999.0)
         valid = seg_of >= 0
@@ -184,13 +217,13 @@ class KMaXLoss:
         k = min(self.w.sample_pixels, int(valid.sum()))
         return torch.topk(logit - torch.log(-torch.log(u)), k).indices
 
-    def _instance_discrimination(self, feature: torch.Tensor, target: ClipTargets,
+    def _instance_discrimination(self, feats: torch.Tensor, target: ClipTargets,
                                  pick: torch.Tensor) -> torch.Tensor:
-        """``feature`` ``L×D×P`` pixel embeddings of L predictions; ``pick`` the sampled pixels;
-        summed over the L."""
+        """``feats`` ``L×D×K``: L predictions' pixel embeddings at the K sampled pixels
+        ``pick``; summed over the L."""
         if pick.numel() == 0:
-            return feature.sum() * 0.0
-        feats = feature.float()[:, :, pick]  # L × D × K
+            return feats.sum() * 0.0
+        feats = feats.float()
         same = target.masks[:, pick].float()  # M × K
         soft = same.T @ same  # K × K: 1 where two pixels share a segment
         soft = soft / soft.sum(1, keepdim=True).clamp(min=1)
@@ -200,38 +233,50 @@ class KMaXLoss:
     # -- all of it ----------------------------------------------------------------------------
     def __call__(self, outputs: dict, targets: list[ClipTargets],
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        size = outputs["mask_logits"].shape[-2:]
+        """``targets`` at the final prediction's size. The auxiliary predictions (and the
+        semantic logits) are upsampled to ``outputs["aux_size"]`` (default: the final size; a
+        stride-2 final prediction has stride-4 auxiliaries) and supervised there."""
+        size = tuple(outputs["mask_logits"].shape[-2:])
+        aux_size = tuple(outputs.get("aux_size", size))
 
         def up(x: torch.Tensor) -> torch.Tensor:
-            return x if x.shape[-2:] == size else F.interpolate(
-                x, size=size, mode="bilinear", align_corners=False)
+            return x if tuple(x.shape[-2:]) == aux_size else F.interpolate(
+                x, size=aux_size, mode="bilinear", align_corners=False)
 
-        preds = [(outputs["class_logits"], outputs["mask_logits"], outputs["pixel_feature"])]
-        for aux in outputs.get("aux", []):
-            preds.append((aux["class_logits"], up(aux["mask_logits"]), up(aux["pixel_feature"])))
+        # pixel features stay at their own resolution: the instance discrimination loss reads
+        # them at its K sampled pixels only (``features_at``, the same values as upsampling)
+        final = [(outputs["class_logits"], outputs["mask_logits"], outputs["pixel_feature"])]
+        aux = [(a["class_logits"], up(a["mask_logits"]), a["pixel_feature"])
+               for a in outputs.get("aux", [])]
+        # predictions supervised on one grid are computed together: L × N × (C+1), L × N × P, ...
+        same = aux_size == size and all(f.shape[1] == final[0][2].shape[1] for _, _, f in aux)
+        groups = [(final + aux, targets)] if same else \
+            [(final, targets), (aux, [t.resized(aux_size) for t in targets])]
         b = len(targets)
+        # matched once per clip, on the final prediction; the matches hold for every grid
         final_cls, final_masks = outputs["class_logits"], outputs["mask_logits"]
         matches = [self.match(final_cls[i], final_masks[i].flatten(1), t)
                    for i, t in enumerate(targets)]
-        owners = [self.owners(t, *m) for t, m in zip(targets, matches, strict=True)]
-        picks = [self.sample_pixels(t, generator) for t in targets]
         pq_total = mid_total = idisc = torch.zeros(())
-        # all predictions of a clip at once: L × N × (C+1), L × N × P, L × D × P
-        cls_all = torch.stack([c for c, _, _ in preds], 1)
-        masks_all = torch.stack([m.flatten(2) for _, m, _ in preds], 1)
-        feats_all = torch.stack([f.flatten(2) for _, _, f in preds], 1)
-        # unbind, not x[i]: indexing a batch element costs a full-size zero gradient each
-        per_clip = zip(cls_all.unbind(0), masks_all.unbind(0), feats_all.unbind(0),
-                       targets, matches, owners, picks, strict=True)
-        for c_i, m_i, f_i, tgt, match, owner, pick in per_clip:
-            rows, cols = match
-            pq, mid = self._pq_and_mask_id(c_i, m_i, tgt, rows, cols, owner)
-            pq_total = pq_total + pq / b
-            mid_total = mid_total + mid / b
-            idisc = idisc + self._instance_discrimination(f_i, tgt, pick) / b
+        for preds, tgts in groups:
+            if not preds:
+                continue
+            cls_all = torch.stack([c for c, _, _ in preds], 1)
+            masks_all = torch.stack([m.flatten(2) for _, m, _ in preds], 1)
+            # unbind, not x[i]: indexing a batch element costs a full-size zero gradient each
+            feats = list(zip(*(f.unbind(0) for _, _, f in preds), strict=True))  # per clip: L
+            per_clip = zip(cls_all.unbind(0), masks_all.unbind(0), feats, tgts, matches, strict=True)
+            for c_i, m_i, f_i, tgt, (rows, cols) in per_clip:
+                owner = self.owners(tgt, rows, cols)
+                pq, mid = self._pq_and_mask_id(c_i, m_i, tgt, rows, cols, owner)
+                pq_total = pq_total + pq / b
+                mid_total = mid_total + mid / b
+                pick = self.sample_pixels(tgt, generator)
+                sampled = torch.stack([features_at(f, pick, tgt.shape) for f in f_i])
+                idisc = idisc + self._instance_discrimination(sampled, tgt, pick) / b
         sem = torch.zeros(())
         if "semantic_logits" in outputs:
-            sem_t = torch.stack([t.semantic for t in targets])
+            sem_t = torch.stack([t.resized(aux_size).semantic for t in targets])
             sem = F.cross_entropy(up(outputs["semantic_logits"]).float().flatten(2), sem_t,
                                   ignore_index=-1)
         w = self.w

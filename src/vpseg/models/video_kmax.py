@@ -20,6 +20,10 @@ published kMaX-DeepLab figures (57M, 232M; ``docs/models.md``).
 * heads (per layer, for deep supervision): class logits (C + 1, the last is "no object") and mask
   logits = the dot product of L2-normalised mask embeddings and pixel embeddings, scaled by a
   one-channel batch norm; an auxiliary semantic head on the backbone (training only).
+
+``video-kmax-tiny`` alone adds a fifth decoder stage at stride 2 (``final_stride``): its final mask
+logits come from stride-2 pixel embeddings, so that two touching objects of one class, a few
+stride-4 cells wide at the demo's 128×256, do not share cells and merge.
 """
 
 from __future__ import annotations
@@ -78,6 +82,15 @@ class KMaXConfig:
     head_kernel: int = 5  # depthwise kernel of the pixel and semantic heads
     decoder_drop_path: float = 0.0
     backbone_drop_path: float = 0.0
+    # 2: one more pixel-decoder stage (a bottleneck, width 4 × stride2_base) fuses the backbone's
+    # stride-2 feature, and the final mask logits are at stride 2 (the transformer layers and the
+    # auxiliary predictions stay at 32, 16, 8 and are supervised at stride 4)
+    final_stride: int = 4
+    stride2_base: int = 8
+    # the final predictor's pixel-head width and embedding size (None: query_dim, mask_dim);
+    # narrower at stride 2, where every channel costs 4 times as much
+    final_head_dim: int | None = None
+    final_mask_dim: int | None = None
 
 
 MODEL_CONFIGS: dict[str, KMaXConfig] = {
@@ -88,7 +101,8 @@ MODEL_CONFIGS: dict[str, KMaXConfig] = {
         decoder_base=(64, 32, 32, 16), axial_heads=4, axial_span=64,
         transformer_layers=(2, 2, 2), transformer_heads=4, ffn_dim=512, mask_dim=64,
         aspp_channels=32, aspp_rates=(2, 4, 6), semantic_skip=(32, 16), drop_path=0.0,
-        residual_bn_init=1.0, position_features=True, mask_scale_init=1.0, head_kernel=3),
+        residual_bn_init=1.0, position_features=True, mask_scale_init=1.0, head_kernel=3,
+        final_stride=2, stride2_base=8, final_head_dim=32, final_mask_dim=32),
 }
 
 
@@ -110,10 +124,14 @@ class ResizedFuse(nn.Module):
 
 class KMaXPixelDecoder(nn.Module):
     """Backbone features (strides 4..32) -> features at strides 32, 16, 8, 4 (widths 4 × base):
-    axial-attention blocks at 32 and 16, bottlenecks at 8 and 4."""
+    axial-attention blocks at 32 and 16, bottlenecks at 8 and 4; with ``final_stride`` 2 (and the
+    backbone's stride-2 feature, ``stride2_channels`` wide) a fifth stage at stride 2."""
 
-    def __init__(self, in_channels: tuple[int, ...], cfg: KMaXConfig) -> None:
+    def __init__(self, in_channels: tuple[int, ...], cfg: KMaXConfig,
+                 stride2_channels: int | None = None) -> None:
         super().__init__()
+        if cfg.final_stride not in (2, 4):
+            raise ValueError(f"final_stride must be 4 or 2, not {cfg.final_stride}")
         base = cfg.decoder_base
         self.norms = nn.ModuleList(LayerNorm2d(c, eps=1e-6) for c in in_channels)
         self.fuse = nn.ModuleList(ResizedFuse(4 * base[i - 1], in_channels[3 - i], base[i])
@@ -133,14 +151,29 @@ class KMaXPixelDecoder(nn.Module):
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.ModuleList(stages)
         self.channels = tuple(4 * b for b in base)
+        self.stride2: nn.ModuleList | None = None
+        if cfg.final_stride == 2:
+            if stride2_channels is None:
+                raise ValueError(f"backbone {cfg.backbone!r} has no stride-2 feature for final_stride 2")
+            b2 = cfg.stride2_base  # as the stride-4 stage: fuse, one bottleneck block
+            self.stride2 = nn.ModuleList([
+                LayerNorm2d(stride2_channels, eps=1e-6), ResizedFuse(4 * base[3], stride2_channels, b2),
+                BottleneckBlock(b2, 4 * b2, inner=b2, drop_path=cfg.decoder_drop_path)])
+            self.channels += (4 * b2,)
 
-    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
+    def forward(self, feats: list[torch.Tensor], stride2: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Strides 32, 16, 8, 4 (and 2, given the backbone's stride-2 feature)."""
         feats = [norm(f) for norm, f in zip(self.norms, feats, strict=True)]
         x = self.stages[0](feats[3])
         out = [x]
         for i in range(1, 4):
             x = self.stages[i](self.fuse[i - 1](x, feats[3 - i]))
             out.append(x)
+        if self.stride2 is not None:
+            if stride2 is None:
+                raise ValueError("this pixel decoder needs the backbone's stride-2 feature")
+            norm, fuse, block = self.stride2
+            out.append(block(fuse(x, norm(stride2))))
         return out
 
 
@@ -173,13 +206,14 @@ class PositionFeatures(nn.Module):
 class KMaXPredictor(nn.Module):
     """Class and mask logits from query features ``B×D×N`` and pixel features ``B×C×H×W``."""
 
-    def __init__(self, pixel_channels: int, cfg: KMaXConfig, num_classes: int) -> None:
+    def __init__(self, pixel_channels: int, cfg: KMaXConfig, num_classes: int,
+                 head_dim: int | None = None, mask_dim: int | None = None) -> None:
         super().__init__()
-        d = cfg.query_dim
+        d, hd, md = cfg.query_dim, head_dim or cfg.query_dim, mask_dim or cfg.mask_dim
         self.pixel_head = nn.Sequential(
             ConvBN(pixel_channels, pixel_channels, cfg.head_kernel, groups=pixel_channels),
-            ConvBN(pixel_channels, d), nn.Conv2d(d, cfg.mask_dim, 1), nn.BatchNorm2d(cfg.mask_dim))
-        self.mask_head = ConvBN1d(d, cfg.mask_dim, act=None)
+            ConvBN(pixel_channels, hd), nn.Conv2d(hd, md, 1), nn.BatchNorm2d(md))
+        self.mask_head = ConvBN1d(d, md, act=None)
         self.class_head = nn.Conv1d(d, num_classes + 1, 1)
         with torch.no_grad():  # "no object" starts at probability ~0.9
             self.class_head.bias[-1] = math.log(num_classes * 0.9 / 0.1)  # type: ignore[index]
@@ -278,11 +312,13 @@ class VideoKMaX(nn.Module):
 
     """clip-kMaX: ``forward(images B×T×3×H×W)`` -> a dict of
 
-    * ``class_logits`` ``B×N×(C+1)``, ``mask_logits`` ``B×N×(T·H/4)×(W/4)`` (the clip as one image),
-    * ``pixel_feature`` ``B×mask_dim×(T·H/4)×(W/4)`` (normalised pixel embeddings),
+    * ``class_logits`` ``B×N×(C+1)``, ``mask_logits`` ``B×N×(T·H/s)×(W/s)`` (the clip as one image,
+      s = ``final_stride``, 4 as in kMaX-DeepLab or 2),
+    * ``pixel_feature`` ``B×mask_dim×(T·H/s)×(W/s)`` (normalised pixel embeddings),
     * ``query_embedding`` ``B×N×D`` (the final object queries, the appearance cue of HiLA-MB),
     * ``semantic_logits`` ``B×C×(T·H/4)×(W/4)`` (training only),
-    * ``aux`` — the per-layer class and mask logits for deep supervision (training only),
+    * ``aux`` — the per-layer class and mask logits for deep supervision (training only) and
+      ``aux_size``, the stride-4 clip size they and the semantic logits are supervised at,
     * ``frames`` — T.
     """
 
@@ -291,7 +327,7 @@ class VideoKMaX(nn.Module):
         self.config, self.num_classes = cfg, num_classes
         self.backbone = build_backbone(cfg.backbone, drop_path=cfg.backbone_drop_path)
         chans = self.backbone.channels
-        self.pixel_decoder = KMaXPixelDecoder(chans, cfg)
+        self.pixel_decoder = KMaXPixelDecoder(chans, cfg, self.backbone.stride2_channels)
         self.position = PositionFeatures(self.pixel_decoder.channels) if cfg.position_features else None
         self.cluster_centers = nn.Parameter(trunc_normal_(torch.empty(1, cfg.query_dim, cfg.num_queries)))
         layers = []
@@ -303,7 +339,8 @@ class VideoKMaX(nn.Module):
         d = cfg.query_dim
         self.class_proj = ConvBN1d(d, d)
         self.mask_proj = ConvBN1d(d, d)
-        self.final = KMaXPredictor(self.pixel_decoder.channels[3], cfg, num_classes)
+        self.final = KMaXPredictor(self.pixel_decoder.channels[-1], cfg, num_classes,
+                                   head_dim=cfg.final_head_dim, mask_dim=cfg.final_mask_dim)
         self.semantic = SemanticHead(chans, cfg, num_classes)
         self.register_buffer("pixel_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
         self.register_buffer("pixel_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
@@ -318,8 +355,9 @@ class VideoKMaX(nn.Module):
             images = images[:, None]
         b, t, _, h, w = images.shape
         x = (images.flatten(0, 1) - self.pixel_mean) / self.pixel_std
-        feats = self.backbone(x)  # frame by frame: (B·T) × C × h × w per stride
-        decoded = self.pixel_decoder(feats)
+        # frame by frame: (B·T) × C × h × w per stride
+        feats, stride2 = self.backbone.features(x, stride2=self.config.final_stride == 2)
+        decoded = self.pixel_decoder(feats, stride2)
         if self.position is not None:
             decoded = self.position(decoded)
         # from here on the clip is one image of height T·h (clip-kMaX)
@@ -329,7 +367,7 @@ class VideoKMaX(nn.Module):
         for layer, stage in zip(self.layers, self.layer_stage, strict=True):
             query, pred = layer(clip[stage], query)
             aux.append(pred)
-        final = self.final(self.mask_proj(query), self.class_proj(query), clip[3])
+        final = self.final(self.mask_proj(query), self.class_proj(query), clip[-1])
         out: dict[str, Any] = {
             "class_logits": final["class_logits"], "mask_logits": final["mask_logits"],
             "pixel_feature": final["pixel_feature"], "query_embedding": query.transpose(1, 2),
@@ -339,6 +377,7 @@ class VideoKMaX(nn.Module):
             sem = self.semantic(feats)  # per frame, (B·T) × C × h/4 × w/4
             out["semantic_logits"] = clip_to_image(sem.reshape(b, t, *sem.shape[1:]))
             out["aux"] = aux
+            out["aux_size"] = tuple(clip[3].shape[-2:])  # stride 4: auxiliary supervision
         return out
 
 
