@@ -189,8 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--min-scale", type=float, default=0.75, help="training scale jitter")
     p.add_argument("--max-scale", type=float, default=1.5)
-    p.add_argument("--input-scale", type=float, default=1.0,
-                   help="inference resizes the val frames by this factor")
+    p.add_argument("--input-scale", type=float, default=1.25,
+                   help="inference resizes the val frames by this factor (1.25: small things "
+                   "segment better slightly enlarged, +0.01-0.03 STQ on two val sets)")
     p.add_argument("--sample-pixels", type=int, default=512,
                    help="pixels per clip in the instance-discrimination loss")
     p.add_argument("--clips-per-video", type=int, default=1,
