@@ -53,6 +53,12 @@ def test_stride_2_needs_a_backbone_with_a_stride_2_feature() -> None:
                             final_stride=2), C)
     with pytest.raises(ValueError, match="final_stride"):
         build_model(replace(MODEL_CONFIGS["video-kmax-tiny"], final_stride=8), C)
+    # at stride 4 the same backbone runs (its torchvision ``features`` is not the stride-2 hook)
+    small = replace(MODEL_CONFIGS["video-kmax-tiny"], backbone="convnext_tiny", final_stride=4,
+                    final_head_dim=None, final_mask_dim=None)
+    with torch.no_grad():
+        out = build_model(small, C).eval()(torch.rand(1, 1, 3, 64, 64))
+    assert out["mask_logits"].shape[-2:] == (16, 16)
 
 
 def test_targets_resized_keep_their_segments_and_order() -> None:

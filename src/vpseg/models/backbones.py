@@ -20,13 +20,13 @@ __all__ = ["Backbone", "build_backbone", "load_backbone_weights", "BACKBONES"]
 
 class Backbone(nn.Module):
     """``forward(x)`` -> [stride 4, 8, 16, 32] features; ``channels`` lists their widths.
-    ``features(x, stride2=True)`` adds the stem's stride-2 feature (``stride2_channels`` wide)
+    ``extract(x, stride2=True)`` adds the stem's stride-2 feature (``stride2_channels`` wide)
     where the network has one, for a pixel decoder that goes on to stride 2."""
 
     channels: tuple[int, int, int, int]
     stride2_channels: int | None = None
 
-    def features(self, x: torch.Tensor, stride2: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    def extract(self, x: torch.Tensor, stride2: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         if stride2:
             raise ValueError(f"{type(self).__name__} has no stride-2 feature")
         return self(x), None
@@ -46,9 +46,9 @@ class ResNetBackbone(Backbone):
         self.stride2_channels = 64
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.features(x)[0]
+        return self.extract(x)[0]
 
-    def features(self, x: torch.Tensor, stride2: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    def extract(self, x: torch.Tensor, stride2: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         s2 = self.stem[:3](x)  # conv1, bn1, relu: stride 2
         c2 = self.layer1(self.stem[3](s2))
         c3 = self.layer2(c2)
@@ -107,9 +107,9 @@ class TinyBackbone(Backbone):
         self.stride2_channels = widths[0] // 2
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.features(x)[0]
+        return self.extract(x)[0]
 
-    def features(self, x: torch.Tensor, stride2: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+    def extract(self, x: torch.Tensor, stride2: bool = False) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         s2 = self.stem[0](x)
         x = self.stem[1](s2)
         out = []

@@ -356,7 +356,7 @@ class VideoKMaX(nn.Module):
         b, t, _, h, w = images.shape
         x = (images.flatten(0, 1) - self.pixel_mean) / self.pixel_std
         # frame by frame: (B·T) × C × h × w per stride
-        feats, stride2 = self.backbone.features(x, stride2=self.config.final_stride == 2)
+        feats, stride2 = self.backbone.extract(x, stride2=self.config.final_stride == 2)
         decoded = self.pixel_decoder(feats, stride2)
         if self.position is not None:
             decoded = self.position(decoded)
