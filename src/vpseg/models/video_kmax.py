@@ -328,7 +328,12 @@ class VideoKMaX(nn.Module):
         self.backbone = build_backbone(cfg.backbone, drop_path=cfg.backbone_drop_path)
         chans = self.backbone.channels
         self.pixel_decoder = KMaXPixelDecoder(chans, cfg, self.backbone.stride2_channels)
-        self.position = PositionFeatures(self.pixel_decoder.channels) if cfg.position_features else None
+        # the decoder outputs the network reads: strides 32, 16, 8 (transformer) and the last
+        # (final prediction); with final_stride 2 the stride-4 one only feeds the stride-2 stage
+        chans_out = self.pixel_decoder.channels
+        self.read_stages = (0, 1, 2, len(chans_out) - 1)
+        self.position = PositionFeatures(tuple(chans_out[i] for i in self.read_stages)) \
+            if cfg.position_features else None
         self.cluster_centers = nn.Parameter(trunc_normal_(torch.empty(1, cfg.query_dim, cfg.num_queries)))
         layers = []
         for stage, count in enumerate(cfg.transformer_layers):
@@ -359,7 +364,9 @@ class VideoKMaX(nn.Module):
         feats, stride2 = self.backbone.extract(x, stride2=self.config.final_stride == 2)
         decoded = self.pixel_decoder(feats, stride2)
         if self.position is not None:
-            decoded = self.position(decoded)
+            placed = self.position([decoded[i] for i in self.read_stages])
+            for i, f in zip(self.read_stages, placed, strict=True):
+                decoded[i] = f
         # from here on the clip is one image of height T·h (clip-kMaX)
         clip = [clip_to_image(f.reshape(b, t, *f.shape[1:])) for f in decoded]
         query = self.cluster_centers.expand(b, -1, -1)
