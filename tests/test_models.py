@@ -80,14 +80,15 @@ def test_targets_resized_keep_their_segments_and_order() -> None:
 def test_features_at_equals_upsampling_then_picking() -> None:
     torch.manual_seed(0)
     for (h, w), (hh, ww) in (((4, 8), (32, 64)), ((8, 4), (64, 64)), ((5, 7), (40, 56))):
-        f = torch.randn(3, h, w, dtype=torch.float64)
-        up = torch.nn.functional.interpolate(f[None], size=(hh, ww), mode="bilinear",
-                                             align_corners=False)[0].flatten(1)
-        pick = torch.randperm(hh * ww)[:200]
-        assert torch.allclose(features_at(f, pick, (hh, ww)), up[:, pick], atol=1e-12)
-    same = torch.randn(3, 6, 5)
-    assert torch.equal(features_at(same, torch.tensor([0, 7, 29]), (6, 5)),
-                       same.flatten(1)[:, [0, 7, 29]])
+        f = torch.randn(2, 3, h, w, dtype=torch.float64)
+        up = torch.nn.functional.interpolate(f, size=(hh, ww), mode="bilinear",
+                                             align_corners=False).flatten(2)
+        pick = torch.stack([torch.randperm(hh * ww)[:200] for _ in range(2)])  # B × K
+        want = torch.stack([up[i][:, pick[i]] for i in range(2)])
+        assert torch.allclose(features_at(f, pick, (hh, ww)), want, atol=1e-12)
+    same = torch.randn(1, 3, 6, 5)
+    assert torch.equal(features_at(same, torch.tensor([[0, 7, 29]]), (6, 5)),
+                       same.flatten(2)[:, :, [0, 7, 29]])
 
 
 def test_targets_are_tubes_across_the_clip() -> None:
@@ -147,6 +148,102 @@ def test_losses_are_minimal_at_a_perfect_prediction() -> None:
         noisy_total, noisy_parts = loss(noisy, targets)
         assert float(noisy_total) > float(total) + 0.5
         assert noisy_parts["instance_discrimination"] > parts["instance_discrimination"]
+
+
+def _reference_losses(out: dict, targets: list, w) -> dict:
+    """The kMaX losses clip by clip, prediction by prediction and query by query, straight from
+    their definitions (docs/models.md); instance discrimination over *every* pixel in a segment
+    (no sampling), on pixel features upsampled to the supervised grid."""
+    from scipy.optimize import linear_sum_assignment
+
+    F = torch.nn.functional
+    size = tuple(out["mask_logits"].shape[-2:])
+    aux_size = tuple(out.get("aux_size", size))
+
+    def up(x):
+        return x if tuple(x.shape[-2:]) == aux_size else F.interpolate(
+            x, size=aux_size, mode="bilinear", align_corners=False)
+
+    preds = [(out["class_logits"], out["mask_logits"], out["pixel_feature"], False)] + [
+        (a["class_logits"], up(a["mask_logits"]), a["pixel_feature"], True) for a in out["aux"]]
+    b, alpha, floor = len(targets), w.class_alpha, w.min_weight
+    pq = mid = idisc = torch.zeros(())
+    for i, t in enumerate(targets):
+        with torch.no_grad():  # Hungarian on p(c) · Dice, final prediction, void zeroed
+            probs = out["mask_logits"][i].flatten(1).softmax(0) * t.valid
+            gt = t.masks.double()
+            dice = (probs @ gt.T) / ((probs.sum(1)[:, None] + gt.sum(1)[None]) / 2 + 1e-5)
+            sim = out["class_logits"][i].softmax(-1)[:, t.classes] * dice
+        rows, cols = linear_sum_assignment(-sim.numpy())
+        segment_of = dict(zip(rows.tolist(), cols.tolist(), strict=True))
+        for cls, masks, feats, is_aux in preds:
+            tt = t.resized(aux_size) if is_aux else t
+            logits = masks[i].flatten(1)
+            soft = logits.softmax(0)
+            probs = soft * tt.valid
+            log_p = cls[i].log_softmax(-1)
+            n = logits.shape[0]
+            owner = torch.full((logits.shape[1],), -1)
+            term = torch.zeros(())
+            for q in range(n):
+                if q in segment_of:
+                    g = tt.masks[segment_of[q]].double()
+                    owner[g.bool()] = q
+                    d = (2 * (probs[q] * g).sum() + 1) / (probs[q].sum() + g.sum() + 1)
+                    ce = -log_p[q, tt.classes[segment_of[q]]]
+                    term = term + alpha * d.detach().clamp(min=floor) * ce
+                    term = term + alpha * (-ce).exp().detach().clamp(min=floor) * (1 - d)
+                else:
+                    void = 1 - probs[q].sum() / soft[q].sum()
+                    term = term + (1 - alpha) * void.detach().clamp(min=floor) * -log_p[q, -1]
+            pq = pq + term / n / b
+            keep = owner >= 0
+            mid = mid + F.cross_entropy(logits[:, keep].T, owner[keep]) / b
+            f = F.interpolate(feats[i][None], size=tt.shape, mode="bilinear",
+                              align_corners=False)[0].flatten(1)[:, tt.valid]
+            seg = tt.segment[tt.valid]
+            same = (seg[:, None] == seg[None, :]).double()
+            target = same / same.sum(1, keepdim=True)
+            idisc = idisc + -(target * (f.T @ f / w.temperature).log_softmax(-1)).sum(-1).mean() / b
+    sem_t = torch.stack([t.resized(aux_size).semantic for t in targets])
+    sem = F.cross_entropy(up(out["semantic_logits"]).flatten(2), sem_t, ignore_index=-1)
+    return {"pq_style": pq, "mask_id": mid, "instance_discrimination": idisc, "semantic": sem}
+
+
+def test_batched_losses_equal_their_per_clip_definition() -> None:
+    from vpseg.models.losses import LossWeights
+
+    batch = _clip_batch(n=3)  # clips with different numbers of segments (padded in the batch)
+    targets = make_targets(batch["panoptic"], LABELS, (32, 48))  # stride-2 final of 64×96
+    assert len({int(t.masks.shape[0]) for t in targets}) > 1
+    torch.manual_seed(0)
+    n = 12  # fewer queries than segments in some clip: unmatched segments are left out
+
+    def leaf(*shape):
+        return torch.randn(*shape, dtype=torch.float64).requires_grad_()
+
+    def pred(h, w, d):
+        return {"class_logits": leaf(3, n, C + 1), "mask_logits": leaf(3, n, h, w),
+                "pixel_feature": leaf(3, d, h, w)}
+
+    out = {**pred(64, 48, 8), "aux": [pred(8, 6, 16), pred(32, 24, 16)], "aux_size": (32, 24),
+           "semantic_logits": leaf(3, C, 32, 24)}
+    for p in [out, *out["aux"]]:
+        p["pixel_feature"] = torch.nn.functional.normalize(p["pixel_feature"], dim=1)
+    weights = LossWeights(sample_pixels=10**9)  # every pixel: no sampling to differ
+    total, parts = KMaXLoss(C, weights)(out, targets)
+    ref = _reference_losses(out, targets, weights)
+    for name, value in ref.items():
+        assert parts[name] == pytest.approx(float(value.detach()), rel=1e-9), name
+    ref_total = (weights.pq_style * ref["pq_style"] + weights.mask_id * ref["mask_id"]
+                 + weights.instance_discrimination * ref["instance_discrimination"]
+                 + weights.semantic * ref["semantic"])
+    leaves = [out["class_logits"], out["mask_logits"], out["aux"][0]["mask_logits"],
+              out["semantic_logits"]]
+    got = torch.autograd.grad(total, leaves, retain_graph=True)
+    want = torch.autograd.grad(ref_total, leaves)
+    for g, r in zip(got, want, strict=True):
+        assert torch.allclose(g, r, rtol=1e-7, atol=1e-12)
 
 
 def test_matching_is_shared_by_the_auxiliary_layers() -> None:

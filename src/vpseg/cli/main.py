@@ -198,6 +198,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="consecutive training clips taken from each generated scene")
     p.add_argument("--train-objects", type=int, default=16,
                    help="thing tracks per generated training scene (the val scenes have 10)")
+    p.add_argument("--amp", action="store_true", help="mixed precision (bfloat16 on a CPU)")
+    p.add_argument("--iters", type=int,
+                   help="train exactly this many iterations instead of for the time budget "
+                   "(reproducible runs whose result does not follow the machine's speed)")
     p.set_defaults(func=model_commands.demo)
     return parser
 

@@ -304,9 +304,9 @@ def demo(args: argparse.Namespace) -> int:
 
     _check_knobs(args)
     if (args.minutes <= 0 or args.val_videos < 1 or args.frames < 2 or args.clips_per_video < 1
-            or args.train_objects < 0):
-        raise InputError("--minutes must be > 0, --val-videos and --clips-per-video >= 1, "
-                         "--frames >= 2, --train-objects >= 0")
+            or args.train_objects < 0 or (args.iters is not None and args.iters < 1)):
+        raise InputError("--minutes must be > 0, --val-videos, --clips-per-video and --iters "
+                         ">= 1, --frames >= 2, --train-objects >= 0")
     wall = time.perf_counter()
     out = Path(args.out)
     fmt = _format("kitti-step")
@@ -331,18 +331,23 @@ def demo(args: argparse.Namespace) -> int:
     weights = LossWeights(sample_pixels=args.sample_pixels)  # K×K pixel contrast: 512 fits a CPU
     # a first estimate of the iteration count (warmup and schedule shape); the training loop
     # re-estimates it from its own speed and stops on time
-    iters = calibrate_iterations(spec, labels, clips, budget, weights=weights)
+    iters = args.iters or calibrate_iterations(spec, labels, clips, budget, weights=weights)
     config = TrainConfig(max_iters=iters, lr=args.lr, warmup_iters=min(100, iters // 10),
-                         seed=args.seed)
+                         seed=args.seed, amp=args.amp)
     seed_everything(config.seed)
     trainer = make_trainer(spec, labels, clips, config, out_dir=out / "run", progress=True,
                            weights=weights)
     mode = "near-online" if spec.clip > 1 else "online"
     seconds = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
     params = sum(p.numel() for p in trainer.model.parameters()) / 1e6
-    print(f"[2/4] training video-kmax-tiny ({mode}, T={spec.clip}, {params:.2f}M parameters) "
-          f"for {seconds / 60:.1f} min (~{iters} iterations) ...")
-    trainer.train(seconds=seconds)
+    if args.iters:
+        print(f"[2/4] training video-kmax-tiny ({mode}, T={spec.clip}, {params:.2f}M parameters) "
+              f"for {iters} iterations ...")
+        trainer.train()
+    else:
+        print(f"[2/4] training video-kmax-tiny ({mode}, T={spec.clip}, {params:.2f}M parameters) "
+              f"for {seconds / 60:.1f} min (~{iters} iterations) ...")
+        trainer.train(seconds=seconds)
     iters = trainer.iteration
     ckpt = out / "run" / "ckpt.pt"
     # 3. segment the val videos (near-online with HiLA-MB by default)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from vpseg.core.labels import LabelSpace
 from vpseg.models.kmax_ops import clip_to_image, hungarian_match
 
-__all__ = ["LossWeights", "ClipTargets", "make_targets", "features_at", "KMaXLoss"]
+__all__ = ["LossWeights", "ClipTargets", "BatchTargets", "make_targets", "features_at", "KMaXLoss"]
 
 
 @dataclass(frozen=True)
@@ -118,21 +118,59 @@ def make_targets(panoptic: torch.Tensor, labels: LabelSpace, size: tuple[int, in
 
 
 def features_at(feature: torch.Tensor, pick: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
-    """``feature`` ``D×h×w`` read at the flat positions ``pick`` of a ``shape`` grid: ``D×K``,
-    the values bilinear upsampling to ``shape`` (``align_corners=False``) gives there, without
-    upsampling the whole map."""
+    """``feature`` ``B×D×h×w`` read at the flat positions ``pick`` (``B×K``) of a ``shape`` grid:
+    ``B×D×K``, the values bilinear upsampling to ``shape`` (``align_corners=False``) gives there,
+    without upsampling the whole map."""
     if tuple(feature.shape[-2:]) == tuple(shape):
-        return feature.flatten(1)[:, pick]
+        return feature.flatten(2).gather(2, pick[:, None, :].expand(-1, feature.shape[1], -1))
     h, w = shape
     ys, xs = (pick // w).to(feature.dtype), (pick % w).to(feature.dtype)
-    grid = torch.stack([(xs + 0.5) / w * 2 - 1, (ys + 0.5) / h * 2 - 1], -1)[None, None]
-    return F.grid_sample(feature[None], grid, mode="bilinear", padding_mode="border",
-                         align_corners=False)[0, :, 0]
+    grid = torch.stack([(xs + 0.5) / w * 2 - 1, (ys + 0.5) / h * 2 - 1], -1)[:, None]
+    return F.grid_sample(feature, grid, mode="bilinear", padding_mode="border",
+                         align_corners=False)[:, :, 0]
+
+
+@dataclass
+class BatchTargets:
+    """The ``ClipTargets`` of a batch on one grid, padded to the same number M of segments (the
+    losses run on all clips at once)."""
+
+    masks: torch.Tensor  # B × M × P bool (padding rows empty)
+    classes: torch.Tensor  # B × M int64 (padding: 0)
+    area: torch.Tensor  # B × M float: pixels per segment (padding: 0)
+    valid: torch.Tensor  # B × P bool
+    semantic: torch.Tensor  # B × P int64, -1 for void
+    segment: torch.Tensor  # B × P int64, -1 in no segment
+    counts: list[int]  # real segments per clip
+    shape: tuple[int, int]
+
+    @classmethod
+    def stack(cls, targets: list[ClipTargets]) -> BatchTargets:
+        shape = targets[0].shape
+        if any(t.shape != shape for t in targets):
+            raise ValueError("the clips of a batch must share one grid")
+        counts = [int(t.masks.shape[0]) for t in targets]
+        b, m, p = len(targets), max(counts + [1]), targets[0].valid.numel()
+        device = targets[0].valid.device
+        masks = torch.zeros(b, m, p, dtype=torch.bool, device=device)
+        classes = torch.zeros(b, m, dtype=torch.int64, device=device)
+        for i, t in enumerate(targets):
+            masks[i, : counts[i]] = t.masks
+            classes[i, : counts[i]] = t.classes
+        return cls(masks, classes, masks.sum(-1).float(), torch.stack([t.valid for t in targets]),
+                   torch.stack([t.semantic for t in targets]),
+                   torch.stack([t.segment for t in targets]), counts, shape)
+
+
+def _full(x: torch.Tensor) -> torch.Tensor:
+    """Half-precision outputs (AMP) to float32; float32 and float64 as they are."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
 class KMaXLoss:
     """``loss(outputs, targets) -> (total, parts)``; ``outputs`` as ``VideoKMaX`` returns in
-    training mode."""
+    training mode. Every term runs on the whole batch at once (segments padded per clip); the
+    Hungarian matching alone runs clip by clip."""
 
     def __init__(self, num_classes: int, weights: LossWeights | None = None) -> None:
         self.num_classes = num_classes
@@ -140,102 +178,128 @@ class KMaXLoss:
 
     # -- matching ---------------------------------------------------------------------------
     def match(self, class_logits: torch.Tensor, mask_logits: torch.Tensor,
-              target: ClipTargets) -> tuple[torch.Tensor, torch.Tensor]:
-        """(query index, segment index) pairs for one clip (``N×(C+1)``, ``N×P``)."""
-        if target.masks.shape[0] == 0:
-            empty = torch.zeros(0, dtype=torch.int64)
-            return empty, empty
+              targets: BatchTargets) -> torch.Tensor:
+        """``B×N×(C+1)``, ``B×N×P`` -> ``B×N``: the segment matched to each query (−1: none)."""
+        b, n = class_logits.shape[:2]
+        matched = torch.full((b, n), -1, dtype=torch.int64, device=class_logits.device)
         with torch.no_grad():
-            probs = mask_logits.float().softmax(0) * target.valid
-            gt = target.masks.float()
-            dice = (probs @ gt.T) / ((probs.sum(1)[:, None] + gt.sum(1)[None, :]) / 2 + 1e-5)
-            cls = class_logits.float().softmax(-1)[:, target.classes]
-            rows, cols = hungarian_match(cls * dice)
-        return torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)
+            probs = _full(mask_logits).softmax(1) * targets.valid[:, None]
+            gt = targets.masks.to(probs.dtype)
+            inter = torch.bmm(probs, gt.transpose(1, 2))  # B × N × M
+            dice = inter / ((probs.sum(-1)[:, :, None] + targets.area[:, None, :]) / 2 + 1e-5)
+            cls = _full(class_logits).softmax(-1).gather(
+                2, targets.classes[:, None, :].expand(-1, n, -1))
+            sim = (cls * dice).cpu()
+        for i, m in enumerate(targets.counts):
+            if m:
+                rows, cols = hungarian_match(sim[i, :, :m])
+                matched[i, torch.as_tensor(rows)] = torch.as_tensor(cols, device=matched.device)
+        return matched
 
-    # -- one prediction of one clip ------------------------------------------------------------
     @staticmethod
-    def owners(target: ClipTargets, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        """Per pixel, the query matched to its segment (−1: void)."""
-        owner = torch.full((target.valid.numel(),), -1, dtype=torch.int64)
-        if target.masks.shape[0] == 0:
-            return owner
-        seg = target.segment
-        query_of = torch.full((target.masks.shape[0],), -1, dtype=torch.int64)
-        query_of[cols] = rows
-        owner[target.valid] = query_of[seg[target.valid]]
-        return owner
+    def owners(targets: BatchTargets, matched: torch.Tensor) -> torch.Tensor:
+        """``B×P``: per pixel, the query matched to its segment (−1: void, or its segment was
+        left unmatched)."""
+        b, n = matched.shape
+        query_of = torch.full((b, targets.masks.shape[1] + 1), -1, dtype=torch.int64,
+                              device=matched.device)  # last column: "no segment"
+        rows = torch.nonzero(matched >= 0)
+        query_of[rows[:, 0], matched[rows[:, 0], rows[:, 1]]] = rows[:, 1]
+        seg = torch.where(targets.segment >= 0, targets.segment, targets.masks.shape[1])
+        return query_of.gather(1, seg)
 
+    # -- the PQ-style loss and mask-ID cross-entropy ----------------------------------------
     def _pq_and_mask_id(self, class_logits: torch.Tensor, mask_logits: torch.Tensor,
-                        target: ClipTargets, rows: torch.Tensor, cols: torch.Tensor,
+                        targets: BatchTargets, matched: torch.Tensor,
                         owner: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """PQ-style loss and mask-ID cross-entropy of L predictions of one clip at once
-        (``L×N×(C+1)``, ``L×N×P``; the matched pairs and the matched query of every pixel are
-        shared by all L), each summed over the L predictions."""
-        n_pred, n = class_logits.shape[:2]
+        """PQ-style loss and mask-ID cross-entropy of L predictions of a batch (``B×L×N×(C+1)``,
+        ``B×L×N×P``; the matching is shared by all L), each summed over the L predictions and
+        averaged over the clips."""
+        b, n_pred, n = class_logits.shape[:3]
         w = self.w
-        log_p = class_logits.float().log_softmax(-1)
-        logits = mask_logits.float()
-        valid = target.valid
-        soft = logits.softmax(1)
-        probs = soft * valid
-        gt = target.masks.float()
+        log_p = _full(class_logits).log_softmax(-1)
+        logits = _full(mask_logits)
+        soft = logits.softmax(2)
+        probs = soft * targets.valid[:, None, None]
+        is_matched = matched >= 0  # B × N
+        # Dice of each query with its matched segment: the query's probability on the pixels
+        # it owns (owner == query), against its soft area and the segment's area
+        own = owner.clamp(min=0)[:, None, None, :].expand(-1, n_pred, 1, -1)  # B × L × 1 × P
+        on_own = probs.gather(2, own).squeeze(2) * (owner >= 0)[:, None]  # B × L × P
+        inter = torch.zeros(b, n_pred, n, dtype=logits.dtype, device=logits.device).scatter_add_(2, own.squeeze(2), on_own)
+        gt_area = targets.area.gather(1, matched.clamp(min=0)) * is_matched  # B × N
+        dice = (2 * inter + 1.0) / (probs.sum(-1) + gt_area[:, None] + 1.0)  # B × L × N
         # class term: matched -> their class (weight: Dice), others -> no object (weight: void share)
         with torch.no_grad():
             void_share = (soft.sum(-1) - probs.sum(-1)) / soft.sum(-1).clamp(min=1e-12)
-            weight = (1 - w.class_alpha) * void_share.clamp(min=w.min_weight)  # L × N
-            labels = torch.full((n,), self.num_classes, dtype=torch.int64)
-        inter = (probs[:, rows] * gt[cols]).sum(-1)  # L × matched
-        dice = (2 * inter + 1.0) / (probs[:, rows].sum(-1) + gt[cols].sum(-1) + 1.0)
-        if len(rows):
-            with torch.no_grad():
-                weight[:, rows] = w.class_alpha * dice.clamp(min=w.min_weight)
-                labels[rows] = target.classes[cols]
-        ce = -log_p.gather(2, labels[None, :, None].expand(n_pred, n, 1)).squeeze(2)
-        class_term = (weight * ce).sum() / n
-        p_match = log_p[:, rows, target.classes[cols]].exp().detach().clamp(min=w.min_weight)
-        mask_term = (p_match * (1 - dice)).sum() * w.class_alpha / n
-        # mask-ID cross-entropy over the non-void pixels (each belongs to a matched segment);
-        # every prediction has the same pixels, so L times the mean over all is the sum of means
-        keep = owner >= 0
-        if keep.any():
-            picked = logits[:, :, keep].transpose(1, 2).reshape(-1, n)
-            mask_id = F.cross_entropy(picked, owner[keep].repeat(n_pred)) * n_pred
-        else:
-            mask_id = logits.sum() * 0.0
-        return class_term + mask_term, mask_id
+            weight = torch.where(is_matched[:, None], w.class_alpha * dice.clamp(min=w.min_weight),
+                                 (1 - w.class_alpha) * void_share.clamp(min=w.min_weight))
+            labels = torch.where(is_matched, targets.classes.gather(1, matched.clamp(min=0)),
+                                 self.num_classes)  # B × N
+        log_target = log_p.gather(3, labels[:, None, :, None].expand(-1, n_pred, -1, 1)).squeeze(3)
+        class_term = (weight * -log_target).sum() / n
+        p_match = log_target.exp().detach().clamp(min=w.min_weight)
+        mask_term = (p_match * (1 - dice) * is_matched[:, None]).sum() * w.class_alpha / n
+        # mask-ID cross-entropy: every pixel of a matched segment among the N queries; per clip
+        # the mean over its pixels, summed over the L predictions
+        kept = (owner >= 0).sum(-1)  # B
+        ce = F.cross_entropy(logits.flatten(0, 1), owner.repeat_interleave(n_pred, 0),
+                             ignore_index=-1, reduction="none").reshape(b, n_pred, -1)
+        mask_id = (ce.sum((1, 2)) / kept.clamp(min=1)).sum()
+        return (class_term + mask_term) / b, mask_id / b
 
-    def sample_pixels(self, target: ClipTargets, generator: torch.Generator | None) -> torch.Tensor:
-        """K pixel positions without replacement, favouring small segments (Gumbel top-k)."""
-        area = target.masks.sum(1).float()
-        seg_of = target.segment
-        p = target.valid.numel()
-        logit = torch.full((p,), -99999.0)
-        valid = seg_of >= 0
-        logit[valid] = 1.5 * torch.log(p / area[seg_of[valid]])
-        u = torch.rand(p, generator=generator).clamp(1e-9, 1 - 1e-9)
-        k = min(self.w.sample_pixels, int(valid.sum()))
-        return torch.topk(logit - torch.log(-torch.log(u)), k).indices
+    # -- pixel-wise instance discrimination --------------------------------------------------
+    def sample_pixels(self, targets: BatchTargets,
+                      generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``B×K`` pixel positions per clip without replacement, favouring small segments
+        (Gumbel top-k), and ``B×K`` whether each is a real sample (a clip with fewer than K
+        pixels in segments has fewer)."""
+        b, p = targets.valid.shape
+        seg = targets.segment
+        inside = seg >= 0
+        area = targets.area.gather(1, seg.clamp(min=0)).clamp(min=1)
+        logit = torch.where(inside, 1.5 * torch.log(p / area), torch.full_like(area, -99999.0))
+        u = torch.rand(b, p, generator=generator).to(logit.device).clamp(1e-9, 1 - 1e-9)
+        k = min(self.w.sample_pixels, p)
+        pick = torch.topk(logit - torch.log(-torch.log(u)), k, dim=1).indices
+        return pick, inside.gather(1, pick)
 
-    def _instance_discrimination(self, feats: torch.Tensor, target: ClipTargets,
-                                 pick: torch.Tensor) -> torch.Tensor:
-        """``feats`` ``L×D×K``: L predictions' pixel embeddings at the K sampled pixels
-        ``pick``; summed over the L."""
-        if pick.numel() == 0:
+    def _instance_discrimination(self, feats: torch.Tensor, targets: BatchTargets,
+                                 pick: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """``feats`` ``B×L×D×K``: L predictions' pixel embeddings at the K sampled pixels
+        ``pick``; the soft-target contrast summed over the L and averaged over the clips."""
+        b = feats.shape[0]
+        if not bool(real.any()):
             return feats.sum() * 0.0
-        feats = feats.float()
-        same = target.masks[:, pick].float()  # M × K
-        soft = same.T @ same  # K × K: 1 where two pixels share a segment
-        soft = soft / soft.sum(1, keepdim=True).clamp(min=1)
-        logits = feats.transpose(1, 2) @ feats / self.w.temperature  # L × K × K
-        return -(soft * logits.log_softmax(-1)).sum(-1).mean(-1).sum()
+        feats = _full(feats)
+        seg = targets.segment.gather(1, pick)  # B × K
+        same = ((seg[:, :, None] == seg[:, None, :]) & real[:, :, None] & real[:, None, :]).to(feats.dtype)
+        soft = same / same.sum(-1, keepdim=True).clamp(min=1)  # rows sum to 1 (real rows)
+        # −Σ_j soft_ij log softmax_j(f_i·f_j / τ) = logsumexp_j(f_i·f_j / τ) − f_i·Σ_j soft_ij f_j / τ:
+        # the K×K logits are needed only for the logsumexp
+        scaled = feats / self.w.temperature
+        logits = scaled.transpose(2, 3) @ feats  # B × L × K × K
+        if not bool(real.all()):
+            logits = logits.masked_fill(~real[:, None, None, :], float("-inf"))
+        b_, n_pred, d, k = feats.shape
+        mean_same = torch.bmm(scaled.reshape(b_, n_pred * d, k), soft.transpose(1, 2))
+        pulled = (mean_same.reshape(b_, n_pred, d, k) * feats).sum(2)  # B × L × K
+        per_row = (logits.logsumexp(-1) - pulled) * real[:, None]
+        rows = real.sum(-1).clamp(min=1)  # B
+        return (per_row.sum(-1) / rows[:, None]).sum() / b
 
     # -- all of it ----------------------------------------------------------------------------
     def __call__(self, outputs: dict, targets: list[ClipTargets],
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """``targets`` at the final prediction's size. The auxiliary predictions (and the
         semantic logits) are upsampled to ``outputs["aux_size"]`` (default: the final size; a
-        stride-2 final prediction has stride-4 auxiliaries) and supervised there."""
+        stride-2 final prediction has stride-4 auxiliaries) and supervised there. The losses
+        run in full precision, also inside an AMP region."""
+        with torch.autocast(outputs["mask_logits"].device.type, enabled=False):
+            return self._losses(outputs, targets, generator)
+
+    def _losses(self, outputs: dict, targets: list[ClipTargets],
+                generator: torch.Generator | None) -> tuple[torch.Tensor, dict[str, float]]:
         size = tuple(outputs["mask_logits"].shape[-2:])
         aux_size = tuple(outputs.get("aux_size", size))
 
@@ -248,36 +312,29 @@ class KMaXLoss:
         final = [(outputs["class_logits"], outputs["mask_logits"], outputs["pixel_feature"])]
         aux = [(a["class_logits"], up(a["mask_logits"]), a["pixel_feature"])
                for a in outputs.get("aux", [])]
-        # predictions supervised on one grid are computed together: L × N × (C+1), L × N × P, ...
-        same = aux_size == size and all(f.shape[1] == final[0][2].shape[1] for _, _, f in aux)
-        groups = [(final + aux, targets)] if same else \
-            [(final, targets), (aux, [t.resized(aux_size) for t in targets])]
-        b = len(targets)
+        fine = BatchTargets.stack(targets)
+        # predictions supervised on one grid are computed together: B × L × N × (C+1), ...
+        groups = [(final + aux, fine)] if aux_size == size else \
+            [(final, fine), (aux, BatchTargets.stack([t.resized(aux_size) for t in targets]))]
         # matched once per clip, on the final prediction; the matches hold for every grid
-        final_cls, final_masks = outputs["class_logits"], outputs["mask_logits"]
-        matches = [self.match(final_cls[i], final_masks[i].flatten(1), t)
-                   for i, t in enumerate(targets)]
+        matched = self.match(outputs["class_logits"], outputs["mask_logits"].flatten(2), fine)
         pq_total = mid_total = idisc = torch.zeros(())
-        for preds, tgts in groups:
+        for preds, tgt in groups:
             if not preds:
                 continue
             cls_all = torch.stack([c for c, _, _ in preds], 1)
             masks_all = torch.stack([m.flatten(2) for _, m, _ in preds], 1)
-            # unbind, not x[i]: indexing a batch element costs a full-size zero gradient each
-            feats = list(zip(*(f.unbind(0) for _, _, f in preds), strict=True))  # per clip: L
-            per_clip = zip(cls_all.unbind(0), masks_all.unbind(0), feats, tgts, matches, strict=True)
-            for c_i, m_i, f_i, tgt, (rows, cols) in per_clip:
-                owner = self.owners(tgt, rows, cols)
-                pq, mid = self._pq_and_mask_id(c_i, m_i, tgt, rows, cols, owner)
-                pq_total = pq_total + pq / b
-                mid_total = mid_total + mid / b
-                pick = self.sample_pixels(tgt, generator)
-                sampled = torch.stack([features_at(f, pick, tgt.shape) for f in f_i])
-                idisc = idisc + self._instance_discrimination(sampled, tgt, pick) / b
+            pq, mid = self._pq_and_mask_id(cls_all, masks_all, tgt, matched,
+                                           self.owners(tgt, matched))
+            pick, real = self.sample_pixels(tgt, generator)
+            sampled = torch.stack([features_at(f, pick, tgt.shape) for _, _, f in preds], 1)
+            pq_total = pq_total + pq
+            mid_total = mid_total + mid
+            idisc = idisc + self._instance_discrimination(sampled, tgt, pick, real)
         sem = torch.zeros(())
         if "semantic_logits" in outputs:
             sem_t = torch.stack([t.resized(aux_size).semantic for t in targets])
-            sem = F.cross_entropy(up(outputs["semantic_logits"]).float().flatten(2), sem_t,
+            sem = F.cross_entropy(_full(up(outputs["semantic_logits"])).flatten(2), sem_t,
                                   ignore_index=-1)
         w = self.w
         total = (w.pq_style * pq_total + w.mask_id * mid_total
