@@ -231,6 +231,7 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
     import torch
     from tqdm import tqdm
 
+    from vpseg.engine.allocator import keep_freed_memory
     from vpseg.engine.inference import PostProcess, segment_frames
     from vpseg.engine.train import load_model
     from vpseg.tracking import make_tracker
@@ -241,6 +242,8 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
     post = post or PostProcess(input_scale=spec.input_scale)
     if torch.cuda.is_available():
         model = model.cuda()
+    else:
+        keep_freed_memory()
     t = clip or spec.clip
     try:
         tracker = make_tracker(tracker_name)

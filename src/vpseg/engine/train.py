@@ -21,6 +21,7 @@ from torch.utils.data import Dataset
 
 from vpseg.core.labels import LabelSpace
 from vpseg.engine import distributed
+from vpseg.engine.allocator import keep_freed_memory
 from vpseg.engine.data import collate
 from vpseg.engine.trainer import TrainConfig, Trainer
 from vpseg.models.losses import KMaXLoss, LossWeights, make_targets
@@ -111,6 +112,8 @@ def make_trainer(
     if spec.model not in MODEL_CONFIGS:
         raise ValueError(f"unknown model {spec.model!r}; known: {', '.join(MODEL_CONFIGS)}")
     info = distributed.init(device)
+    if info.device == "cpu":
+        keep_freed_memory()  # no page faults for the same tensors every step (allocator.py)
     net = build_model(spec.model, num_classes_of(labels))
     model: nn.Module = net
     if backbone_weights is not None:

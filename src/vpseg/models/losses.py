@@ -124,8 +124,9 @@ def features_at(feature: torch.Tensor, pick: torch.Tensor, shape: tuple[int, int
     if tuple(feature.shape[-2:]) == tuple(shape):
         return feature.flatten(2).gather(2, pick[:, None, :].expand(-1, feature.shape[1], -1))
     h, w = shape
-    ys, xs = (pick // w).to(feature.dtype), (pick % w).to(feature.dtype)
+    ys, xs = (pick // w).double(), (pick % w).double()
     grid = torch.stack([(xs + 0.5) / w * 2 - 1, (ys + 0.5) / h * 2 - 1], -1)[:, None]
+    grid = grid.to(feature.dtype)
     return F.grid_sample(feature, grid, mode="bilinear", padding_mode="border",
                          align_corners=False)[:, :, 0]
 
@@ -327,7 +328,7 @@ class KMaXLoss:
             pq, mid = self._pq_and_mask_id(cls_all, masks_all, tgt, matched,
                                            self.owners(tgt, matched))
             pick, real = self.sample_pixels(tgt, generator)
-            sampled = torch.stack([features_at(f, pick, tgt.shape) for _, _, f in preds], 1)
+            sampled = torch.stack([features_at(_full(f), pick, tgt.shape) for _, _, f in preds], 1)
             pq_total = pq_total + pq
             mid_total = mid_total + mid
             idisc = idisc + self._instance_discrimination(sampled, tgt, pick, real)
