@@ -123,35 +123,44 @@ def _noise(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
 
 
 def _stuff_texture(kind: str, rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """``(h, w, 3)`` float32 RGB in [0, 255] for a stuff kind over the whole world canvas."""
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    fine = rng.normal(0, 1, (h, w)).astype(np.float32)
+    """``(h, w, 3)`` float32 RGB in [0, 255] for a stuff kind over the whole world canvas.
+
+    Built from a row and a column coordinate broadcast against each other (patterns of rows
+    and columns), not full coordinate grids: the same values, a fraction of the work."""
+    yy = np.arange(h, dtype=np.float32)[:, None]  # (h, 1)
+    xx = np.arange(w, dtype=np.float32)[None, :]  # (1, w)
+    fine = rng.normal(0, 1, (h, w))  # drawn for every kind: the stream stays the same
+
+    def flat(color: tuple[float, float, float]) -> np.ndarray:
+        return np.broadcast_to(np.array(color, dtype=np.float32), (h, w, 3))
+
+    def channels(*planes: np.ndarray) -> np.ndarray:
+        return np.stack([np.broadcast_to(p, (h, w)) for p in planes], -1)
+
     if kind == "sky":
-        base = np.stack([110 + 0.25 * yy, 160 + 0.2 * yy, 235 - 0.05 * yy], -1)
+        base = channels(110 + 0.25 * yy, 160 + 0.2 * yy, 235 - 0.05 * yy)
         base += 25 * _noise(rng, h, w, 48)[..., None].clip(0, 1)  # clouds
     elif kind == "building":
         windows = ((xx % 22) < 11) & ((yy % 26) < 13)
-        base = np.stack([150 + 0 * yy, 110 + 0 * yy, 90 + 0 * yy], -1)
-        base[windows] = (70, 80, 100)
+        base = np.where(windows[..., None], flat((70, 80, 100)), flat((150, 110, 90)))
         base += 10 * _noise(rng, h, w, 30)[..., None]
     elif kind == "wall":
         bricks = ((yy % 10) < 1) | (((xx + 12 * ((yy // 10) % 2)) % 24) < 1)
-        base = np.stack([205 + 0 * yy, 190 + 0 * yy, 150 + 0 * yy], -1)
-        base[bricks] = (120, 110, 95)
+        base = np.where(bricks[..., None], flat((120, 110, 95)), flat((205, 190, 150)))
     elif kind == "vegetation":
         leaves = _noise(rng, h, w, 5)
         base = np.stack([40 + 30 * leaves, 120 + 50 * leaves, 35 + 20 * leaves], -1)
     elif kind == "road":
-        base = np.stack([85 + 0 * yy, 85 + 0 * yy, 90 + 0 * yy], -1) + 6 * fine[..., None]
+        base = flat((85, 85, 90)) + 6 * fine.astype(np.float32)[..., None]
     elif kind == "sidewalk":
         tiles = ((xx % 16) < 1) | ((yy % 8) < 1)
-        base = np.stack([185 + 0 * yy, 180 + 0 * yy, 170 + 0 * yy], -1)
-        base[tiles] = (140, 135, 130)
+        base = np.where(tiles[..., None], flat((140, 135, 130)), flat((185, 180, 170)))
     elif kind == "terrain":
         grain = _noise(rng, h, w, 3)
         base = np.stack([150 + 25 * grain, 135 + 20 * grain, 60 + 10 * grain], -1)
     else:  # pole
-        base = np.stack([60 + 0.3 * (xx % 10), 60 + 0.3 * (xx % 10), 65 + 0 * yy], -1)
+        stripes = 60 + 0.3 * (xx % 10)
+        base = channels(stripes, stripes, 65 + 0 * yy)
     return base.astype(np.float32)
 
 
