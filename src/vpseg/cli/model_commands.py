@@ -108,7 +108,7 @@ def train(args: argparse.Namespace) -> int:
         if args.iters:
             iters = args.iters
         elif args.minutes:
-            iters = calibrate_iterations(spec, labels, dataset, args.minutes * 60)
+            iters = calibrate_iterations(spec, labels, dataset, args.minutes * 60, amp=args.amp)
             print(f"{args.minutes:g} minutes on this machine: {iters} iterations")
         elif args.epochs and args.data is not None:
             iters = max(1, math.ceil(args.epochs * len(dataset) / args.batch_size))  # type: ignore[arg-type]
@@ -298,7 +298,7 @@ def demo(args: argparse.Namespace) -> int:
     from vpseg.cli.commands import synthesize
     from vpseg.core.synthetic import SynthConfig
     from vpseg.engine.data import ClipAugment, SyntheticClips
-    from vpseg.engine.train import RunSpec, calibrate_iterations, make_trainer
+    from vpseg.engine.train import RunSpec, make_trainer, time_steps
     from vpseg.engine.trainer import TrainConfig, seed_everything
     from vpseg.evaluation import VPQ_PRESETS, EvalConfig, evaluate
     from vpseg.evaluation_report import format_results
@@ -333,10 +333,20 @@ def demo(args: argparse.Namespace) -> int:
     budget = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
     weights = LossWeights(sample_pixels=args.sample_pixels)  # K×K pixel contrast: 512 fits a CPU
     # a first estimate of the iteration count (warmup and schedule shape); the training loop
-    # re-estimates it from its own speed and stops on time
-    iters = args.iters or calibrate_iterations(spec, labels, clips, budget, weights=weights)
+    # re-estimates it from its own speed and stops on time. Mixed precision where it pays here.
+    modes = {"on": (True,), "off": (False,), "auto": (False, True)}[args.amp]
+    amp = modes[-1]
+    if args.iters and len(modes) == 1:
+        iters = args.iters
+    else:
+        per_iter = time_steps(spec, labels, clips, amp=modes, weights=weights, probe=3)
+        if len(modes) > 1:
+            amp = per_iter[True] < 0.9 * per_iter[False]  # mixed precision only >= 10 % faster
+            print(f"      a training step here: {per_iter[True]:.2f} s with mixed precision, "
+                  f"{per_iter[False]:.2f} s in float32 -> {'mixed' if amp else 'float32'}")
+        iters = args.iters or max(1, int(budget / per_iter[amp]))
     config = TrainConfig(max_iters=iters, lr=args.lr, warmup_iters=min(100, iters // 10),
-                         seed=args.seed, amp=args.amp)
+                         seed=args.seed, amp=amp)
     seed_everything(config.seed)
     trainer = make_trainer(spec, labels, clips, config, out_dir=out / "run", progress=True,
                            weights=weights)
@@ -377,7 +387,7 @@ def demo(args: argparse.Namespace) -> int:
     report = "\n".join([
         "# vpseg demo", "",
         f"video-kmax-tiny trained {mode} (clips of {spec.clip} frames, batch {spec.batch_size}, "
-        f"lr {config.lr:g}) for {iters} iterations on "
+        f"lr {config.lr:g}, {'mixed precision' if amp else 'float32'}) for {iters} iterations on "
         f"synthetic KITTI-STEP clips generated on the fly ({args.train_objects} thing tracks "
         f"per scene), then run on {args.val_videos} held-out "
         f"val videos ({args.frames} frames, {h}x{w}) with {args.tracker} association.", "",

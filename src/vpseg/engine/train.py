@@ -8,10 +8,11 @@ The run folder holds ``ckpt.pt`` (model, optimizer, schedule position, RNG state
 from __future__ import annotations
 
 import os
+import statistics
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from vpseg.engine.trainer import TrainConfig, Trainer
 from vpseg.models.losses import KMaXLoss, LossWeights, make_targets
 from vpseg.models.video_kmax import MODEL_CONFIGS, KMaXConfig, VideoKMaX, build_model
 
-__all__ = ["RunSpec", "make_trainer", "calibrate_iterations", "num_classes_of", "load_model"]
+__all__ = ["RunSpec", "make_trainer", "time_steps", "calibrate_iterations", "num_classes_of",
+           "load_model"]
 
 
 @dataclass(frozen=True)
@@ -141,23 +143,38 @@ def make_trainer(
     return trainer
 
 
-def calibrate_iterations(spec: RunSpec, labels: LabelSpace,
-                         dataset: Dataset[dict[str, torch.Tensor]], seconds: float,
-                         *, probe: int = 4, weights: LossWeights | None = None) -> int:
-    """How many iterations fit into ``seconds`` on this machine (timed on a throwaway copy of a
-    fresh model, so the real run starts from its own seed and a fixed schedule)."""
+def time_steps(spec: RunSpec, labels: LabelSpace, dataset: Dataset[dict[str, torch.Tensor]],
+               *, amp: tuple[bool, ...] = (False,), probe: int = 4,
+               weights: LossWeights | None = None) -> dict[bool, float]:
+    """Seconds per training iteration on this machine for each AMP setting in ``amp``: the
+    median of ``probe`` steps of a throwaway copy of a fresh model, on data the real run never
+    sees, the settings taking turns step by step (a machine whose speed drifts meanwhile slows
+    all of them alike). The real run starts from its own seed afterwards."""
     state = torch.get_rng_state()
     trainer = make_trainer(spec, labels, dataset, TrainConfig(max_iters=10_000, seed=0),
                            weights=weights)
     probe_batches = _batches(dataset, spec.batch_size, distributed.DistInfo())
-    trainer.batches = lambda i: probe_batches(i + 1_000_000)  # data the real run never sees
-    trainer.step()  # warm-up (allocations, first-call overheads)
-    start = time.perf_counter()
-    for _ in range(probe):
-        trainer.step()
-    per_iter = (time.perf_counter() - start) / probe
+    trainer.batches = lambda i: probe_batches(i + 1_000_000)
+    times: dict[bool, list[float]] = {a: [] for a in amp}
+    for rounds in (1, probe):  # the first round warms up (allocations, first-call overheads)
+        for _ in range(rounds):
+            for a in amp:
+                trainer.config = replace(trainer.config, amp=a)
+                start = time.perf_counter()
+                trainer.step()
+                if rounds == probe:
+                    times[a].append(time.perf_counter() - start)
     torch.set_rng_state(state)
     del trainer
+    return {a: statistics.median(t) for a, t in times.items()}
+
+
+def calibrate_iterations(spec: RunSpec, labels: LabelSpace,
+                         dataset: Dataset[dict[str, torch.Tensor]], seconds: float,
+                         *, probe: int = 4, weights: LossWeights | None = None,
+                         amp: bool = False) -> int:
+    """How many iterations fit into ``seconds`` on this machine (``time_steps``)."""
+    per_iter = time_steps(spec, labels, dataset, amp=(amp,), probe=probe, weights=weights)[amp]
     return max(1, int(seconds / per_iter))
 
 
