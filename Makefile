@@ -11,7 +11,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,video,torch]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,torch]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from vpseg.core.labels import get_label_space
-from vpseg.errors import InputError
+from vpseg.errors import InputError, Note
 from vpseg.formats import get_format
 
 KITTI = get_format("kitti-step")
@@ -97,11 +97,31 @@ def test_frames_of_different_sizes(tmp_path):
         KITTI.read_video(tmp_path, "0000")
 
 
-def test_instance_id_that_does_not_fit(tmp_path):
-    path = tmp_path / "0000" / "000000.png"
-    path.parent.mkdir(parents=True)
-    Image.fromarray(np.full((1, 1, 3), [13, 4, 0], dtype=np.uint8)).save(path)  # 1024
-    with pytest.raises(InputError, match="000000.png.*instance id 1024 does not fit"):
+def _step_png(path, pixels):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(pixels, dtype=np.uint8)).save(path)
+
+
+def test_instance_ids_beyond_the_divisor_are_renumbered_within_the_video(tmp_path):
+    # person (11) ids 54287 (G=212, B=15), 7 and 1; car (13) id 1024 (G=4, B=0) and 1
+    _step_png(tmp_path / "0000" / "000000.png", [[[11, 212, 15], [11, 0, 7], [13, 4, 0]]])
+    _step_png(tmp_path / "0000" / "000001.png", [[[11, 0, 1], [11, 212, 15], [13, 0, 1]]])
+    with pytest.warns(Note, match=r"0000: video '0000': 2 instance ids \(up to 54287\) .*renumbered"):
+        video = KITTI.read_video(tmp_path, "0000")
+        backwards = [video.panoptic[1], video.panoptic[0]]
+        again = KITTI.read_video(tmp_path, "0000").panoptic[0]
+    # ids that fit keep their value; 54287 takes the smallest free person id (2: 1 and 7 are
+    # used), 1024 the smallest free car id (2), the same whichever frame is read first
+    assert backwards[1].tolist() == [[11002, 11007, 13002]]
+    assert backwards[0].tolist() == [[11001, 11002, 13001]]
+    assert np.array_equal(again, backwards[1])
+
+
+def test_more_ids_in_one_class_than_the_divisor_holds_is_an_error(tmp_path):
+    ids = np.arange(1, 1001)
+    pixels = np.stack([np.full(ids.size, 11), ids // 256, ids % 256], axis=-1)[None]
+    _step_png(tmp_path / "0000" / "000000.png", pixels)
+    with pytest.raises(InputError, match=r"1000 distinct instance ids of class 11; at most 999"):
         KITTI.read_video(tmp_path, "0000").panoptic[0]
 
 
@@ -111,7 +131,7 @@ def test_missing_and_unreadable_files(tmp_path):
     path = tmp_path / "0000" / "000000.png"
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a png")
-    with pytest.raises(InputError, match="000000.png.*cannot read image"):
+    with pytest.raises(InputError, match="000000.png.*not a PNG file"):
         KITTI.read_video(tmp_path, "0000")
 
 

@@ -8,12 +8,13 @@ one object through a video, so the track of a thing segment is its id within the
 vpseg turns a segment into ``semantic * label_divisor + instance``: stuff and crowd get instance 0;
 a thing gets its ``instance_id`` field when the JSON has one (vpseg writes it; official readers
 ignore unknown fields), else its rank of first appearance in the video (1, 2, ...), so track ids
-are unique per video.
+are unique per video. Ids that do not fit below the label divisor are renumbered within the video
+(``vpseg.formats._renumber``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,13 @@ from vpseg.core.labels import LabelSpace
 from vpseg.core.panoptic import PANOPTIC_DTYPE, segment_boxes
 from vpseg.errors import InputError
 from vpseg.formats._common import read_json
-from vpseg.formats._png import id_to_rgb, read_image, rgb_to_id
+from vpseg.formats._kernels import coco_decode
+from vpseg.formats._png import id_to_rgb, read_label_png, rgb_to_id
+from vpseg.formats._renumber import fit_instances
 
 __all__ = [
     "Segment",
+    "Tracks",
     "segments_of",
     "assign_tracks",
     "decode_frame",
@@ -49,29 +53,59 @@ class Segment:
     instance_id: int | None = None
 
 
-def segments_of(info: Iterable[Mapping[str, Any]], where: Path, frame: str) -> list[Segment]:
-    """Parse ``segments_info``; an entry without ``id`` or ``category_id`` is an input error."""
+def segments_of(info: object, where: Path, frame: str) -> list[Segment]:
+    """Parse one frame's ``segments_info`` (a list of objects with integer ``id`` and
+    ``category_id``); anything else, or a segment id listed twice, is an input error."""
+    if not isinstance(info, list):
+        raise InputError(f"'segments_info' must be a list, got {type(info).__name__}",
+                         path=where, frame=frame)
     out = []
+    seen: dict[int, int] = {}
     for seg in info:
         try:
+            if not isinstance(seg, Mapping):
+                raise TypeError
             inst = seg.get("instance_id")
-            out.append(Segment(int(seg["id"]), int(seg["category_id"]),
-                               bool(seg.get("iscrowd", 0)), None if inst is None else int(inst)))
+            parsed = Segment(_integer(seg["id"]), _integer(seg["category_id"]),
+                             bool(seg.get("iscrowd", 0)), None if inst is None else _integer(inst))
         except (KeyError, TypeError, ValueError):
             raise InputError(f"segment {seg!r} needs integer 'id' and 'category_id'",
                              path=where, frame=frame) from None
+        if parsed.id in seen:
+            raise InputError(f"segment id {parsed.id} is listed twice in segments_info "
+                             f"(category {seen[parsed.id]} and {parsed.category_id})",
+                             path=where, frame=frame)
+        if not 0 < parsed.id < 1 << 24:
+            raise InputError(f"segment id {parsed.id} is not an RGB id in 1..{(1 << 24) - 1}",
+                             path=where, frame=frame)
+        seen[parsed.id] = parsed.category_id
+        out.append(parsed)
     return out
 
 
+def _integer(value: object) -> int:
+    """An integer JSON value (``3`` or ``3.0``); booleans and other types are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise ValueError(value)
+    return int(value)
+
+
+#: (segment id, category id) -> instance id of the thing segments of one video
+Tracks = dict[tuple[int, int], int]
+
+
 def assign_tracks(
-    frames: Sequence[Sequence[Segment]], labels: LabelSpace, where: Path
-) -> dict[int, int]:
-    """Segment id -> instance id for the thing segments of one video (module docstring).
+    frames: Sequence[Sequence[Segment]], labels: LabelSpace, where: Path, video: str
+) -> Tracks:
+    """The instance id of every thing segment of one video (module docstring), renumbered within
+    the video where it would not fit below the label divisor (``vpseg.formats._renumber``).
 
     Also checks every segment's category against ``labels``.
     """
-    instances = {s.id: s.instance_id for f in frames for s in f if s.instance_id}
-    used = set(instances.values())
+    given = {s.id: s.instance_id for f in frames for s in f if s.instance_id}
+    used = set(given.values())
+    tracks: dict[int, int] = {}
+    out: Tracks = {}
     next_track = 1
     for segments in frames:
         for seg in segments:
@@ -80,49 +114,51 @@ def assign_tracks(
                     f"segment {seg.id} has category_id {seg.category_id}, not in label space "
                     f"{labels.name!r}", path=where,
                 )
-            if seg.id in instances or seg.iscrowd or not labels.is_thing(seg.category_id):
+            if seg.iscrowd or not labels.is_thing(seg.category_id):
                 continue
-            while next_track in used:
-                next_track += 1
-            instances[seg.id] = next_track
-            used.add(next_track)
-    too_big = [i for i in instances.values() if i >= labels.label_divisor]
-    if too_big:
-        raise InputError(f"instance id {too_big[0]} does not fit below the label divisor "
-                         f"{labels.label_divisor}", path=where)
-    return instances
+            track = given.get(seg.id) or tracks.get(seg.id)
+            if track is None:
+                while next_track in used:
+                    next_track += 1
+                track = tracks[seg.id] = next_track
+                used.add(next_track)
+            out[(seg.id, seg.category_id)] = track
+    renumbered = fit_instances({(c, i) for (_, c), i in out.items()}, labels.label_divisor,
+                               video=video, where=where)
+    if renumbered:
+        out = {key: renumbered.get((key[1], inst), inst) for key, inst in out.items()}
+    return out
 
 
 def decode_frame(
     path: Path,
     frame: str,
     segments: Sequence[Segment],
-    instances: Mapping[int, int],
+    tracks: Tracks,
     labels: LabelSpace,
 ) -> np.ndarray:
-    """Read one RGB-id PNG and map its segment ids to ``(H, W)`` int32 panoptic ids.
+    """Read one RGB-id PNG and map its segment ids to ``(H, W)`` int32 panoptic ids, in one
+    pass over the pixels (``vpseg.formats._kernels``).
 
     The class comes from this frame's ``segments_info`` (a track may change class), the
-    instance from ``instances``; crowd and stuff segments get instance 0.
+    instance from ``tracks``; crowd and stuff segments get instance 0 (stuff keeps an
+    ``instance_id`` it was written with).
     """
-    ids = rgb_to_id(read_image(path, modes=("RGB",), frame=frame, what="panoptic PNG"))
-    present, inverse = np.unique(ids, return_inverse=True)
+    bgr = read_label_png(path, modes=("RGB",), frame=frame, what="panoptic PNG")
     div = labels.label_divisor
-    table = {}
-    for seg in segments:
+    keys = np.empty(len(segments) + 1, dtype=np.int64)
+    values = np.empty(len(segments) + 1, dtype=np.int32)
+    keys[0], values[0] = 0, labels.ignore_label * div
+    for j, seg in enumerate(segments, start=1):
         thing = labels.is_thing(seg.category_id) and not seg.iscrowd
-        instance = instances.get(seg.id, 0) if thing else (seg.instance_id or 0)
-        table[seg.id] = seg.category_id * div + instance
-    values = np.empty(len(present), dtype=np.int64)
-    for i, seg_id in enumerate(present.tolist()):
-        if seg_id == 0:
-            values[i] = labels.ignore_label * div
-        elif seg_id in table:
-            values[i] = table[seg_id]
-        else:
-            raise InputError(f"segment id {seg_id} is in the PNG but not in the JSON's "
-                             "segments_info", path=path, frame=frame)
-    return values[inverse.reshape(ids.shape)].astype(PANOPTIC_DTYPE)
+        instance = tracks.get((seg.id, seg.category_id), 0) if thing else (seg.instance_id or 0)
+        keys[j], values[j] = seg.id, seg.category_id * div + instance
+    out = np.empty(bgr.shape[:2], dtype=PANOPTIC_DTYPE)
+    unknown = coco_decode(bgr, keys, values, out)
+    if unknown >= 0:
+        raise InputError(f"segment id {unknown} is in the PNG but not in the JSON's "
+                         "segments_info", path=path, frame=frame)
+    return out
 
 
 class SegmentIds:

@@ -16,7 +16,7 @@ from vpseg._atomic import write_json, write_text
 from vpseg.core.labels import LabelSpace, load_label_space
 from vpseg.core.video import LazyFrames, Video
 from vpseg.errors import InputError
-from vpseg.formats._png import image_size, read_image
+from vpseg.formats._png import png_header, read_image
 
 __all__ = [
     "DatasetWriter",
@@ -115,11 +115,12 @@ def label_files(
 def check_frame_sizes(
     files: Sequence[Path], modes: Sequence[str], what: str
 ) -> tuple[int, int]:
-    """Read every header; all frames of a video must share one size and have an allowed mode."""
+    """Read every PNG header; all frames of a video must share one size and have an allowed
+    mode. Returns the size."""
     size: tuple[int, int] | None = None
     first: Path | None = None
     for path in files:
-        h, w, mode = image_size(path, frame=path.stem)
+        h, w, mode = png_header(path, frame=path.stem)
         if mode not in modes:
             raise InputError(
                 f"{what} has PNG mode {mode!r}, expected {' or '.join(map(repr, modes))}",

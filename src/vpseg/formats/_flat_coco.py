@@ -197,7 +197,7 @@ class FlatCocoFormat:
                   for image_id, file, _, info in frames]
         image_files = [image or self.naming.image_file(i) for i, _, image, _ in frames]
         check_frame_sizes([p for _, p, _ in parsed], ("RGB",), "panoptic PNG")
-        to_panoptic = assign_tracks([s for _, _, s in parsed], labels, json_path)
+        to_panoptic = assign_tracks([s for _, _, s in parsed], labels, json_path, video)
         numbers = [self.naming.frame_of(i) for i, _, _ in parsed]
         base = numbers[0] - self.naming.first_frame
         return Video(

@@ -25,11 +25,12 @@ from vpseg.formats._common import (
     label_files,
     video_from_files,
 )
-from vpseg.formats._png import read_image
+from vpseg.formats._kernels import lut_decode
+from vpseg.formats._png import read_label_png
 
 __all__ = ["is_raw", "list_videos", "read_video", "decode"]
 
-_MODES = ("I;16", "I;16B", "I", "L", "P")
+_MODES = ("I;16", "L", "P")
 _THING_FROM = 125  # raw values >= 125 are things (README: "larger than 124")
 
 
@@ -49,30 +50,40 @@ def list_videos(root: Path, split: str | None) -> list[str]:
     return videos
 
 
-def decode(raw: np.ndarray, labels: LabelSpace, path: Path, frame: str) -> np.ndarray:
-    """``(H, W)`` raw values -> ``(H, W)`` int32 panoptic ids (see module docstring)."""
-    raw = raw.astype(np.int64)
+def _lut(labels: LabelSpace, size: int) -> np.ndarray:
+    """Raw value (``0..size-1``) -> panoptic id (int32, -1 for a class not in ``labels``)."""
+    raw = np.arange(size, dtype=np.int64)
     thing = raw >= _THING_FROM
     category = np.where(thing, raw // 100, raw) - 1
     instance = np.where(thing, raw % 100 + 1, 0)
-    void = raw == 0
-    present = np.unique(category[~void])
-    bad = [int(c) for c in present if c not in labels]
-    if bad:
-        raise InputError(f"raw value for class {bad[0] + 1} is not in label space {labels.name!r}",
+    known = np.isin(category, np.asarray(labels.ids))
+    lut = np.where(known, category * labels.label_divisor + instance, -1)
+    lut[0] = labels.ignore_label * labels.label_divisor
+    return lut.astype(np.int32)
+
+
+def decode(raw: np.ndarray, labels: LabelSpace, path: Path, frame: str,
+           lut: np.ndarray | None = None) -> np.ndarray:
+    """``(H, W)`` uint8 or uint16 raw values -> ``(H, W)`` int32 panoptic ids (see module
+    docstring), in one pass through ``lut = _lut(labels, 65536)`` (made once per video)."""
+    out = np.empty(raw.shape, dtype=PANOPTIC_DTYPE)
+    bad = lut_decode(raw, _lut(labels, 1 << 16) if lut is None else lut, out)
+    if bad >= 0:
+        cls = bad // 100 if bad >= _THING_FROM else bad
+        raise InputError(f"raw value {bad} (class {cls}) is not in label space {labels.name!r}",
                          path=path, frame=frame)
-    pan = category * labels.label_divisor + instance
-    pan[void] = labels.ignore_label * labels.label_divisor
-    return pan.astype(PANOPTIC_DTYPE)
+    return out
 
 
 def read_video(root: Path, video: str, labels: LabelSpace,
                frame_names: Sequence[str] | None) -> Video:
     files = label_files(root / "panomasks" / video, video, frame_names, _MODES, "raw panoptic mask")
 
+    lut = _lut(labels, 1 << 16)
+
     def load(path: Path) -> np.ndarray:
-        raw = read_image(path, modes=_MODES, frame=path.stem, what="raw panoptic mask")
-        return decode(raw, labels, path, path.stem)
+        raw = read_label_png(path, modes=_MODES, frame=path.stem, what="raw panoptic mask")
+        return decode(raw, labels, path, path.stem, lut)
 
     images = root / "imgs" / video
     return video_from_files(video, files, load, labels, images if images.is_dir() else None)

@@ -42,6 +42,7 @@ from vpseg.formats import _vipseg_raw
 from vpseg.formats._coco import (
     Segment,
     SegmentIds,
+    Tracks,
     assign_tracks,
     categories_json,
     decode_frame,
@@ -186,7 +187,7 @@ class NestedCocoFormat:
         parsed: _Frames = [(stem, segments_of(info, json_path, stem)) for stem, info in frames]
         files = [masks / video / f"{stem}.png" for stem, _ in parsed]
         check_frame_sizes(files, ("RGB",), "panoptic PNG")
-        to_panoptic = assign_tracks([segs for _, segs in parsed], labels, json_path)
+        to_panoptic = assign_tracks([segs for _, segs in parsed], labels, json_path, video)
         loaders = [partial(decode_frame, f, stem, segs, to_panoptic, labels)
                    for f, (stem, segs) in zip(files, parsed, strict=True)]
         images = root / "images" / video
@@ -208,14 +209,15 @@ class NestedCocoFormat:
         return NestedCocoWriter(self, Path(root), split, labels)
 
 
-def _first_listed(parsed: _Frames, instances: dict[int, int], labels: LabelSpace) -> int | None:
+def _first_listed(parsed: _Frames, tracks: Tracks, labels: LabelSpace) -> int | None:
     """Panoptic id of a video's first-listed segment when it is a tracked thing (VIPSeg's STQ
     wrapper numbers segments from 0 in listing order, so that one becomes crowd there)."""
     for _, segments in parsed:
         if segments:
             seg = segments[0]
-            if seg.id in instances and labels.is_thing(seg.category_id) and not seg.iscrowd:
-                return seg.category_id * labels.label_divisor + instances[seg.id]
+            track = tracks.get((seg.id, seg.category_id))
+            if track is not None:
+                return seg.category_id * labels.label_divisor + track
             return None
     return None
 

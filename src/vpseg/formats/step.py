@@ -5,7 +5,8 @@ Layout (google-research/deeplab2, STEP data preparation)::
     <root>/images/<split>/<seq>/<frame>.png          RGB frames
     <root>/panoptic_maps/<split>/<seq>/<frame>.png   RGB PNG: R = semantic, G*256 + B = instance
 
-Void is semantic 255 (the ignore label); a thing pixel with instance 0 is crowd. A prediction
+Void is semantic 255 (the ignore label); a thing pixel with instance 0 is crowd. Instance ids
+that do not fit below the label divisor are renumbered within the sequence (``StepVideoDecoder``). A prediction
 folder (the benchmark's submission) holds ``<seq>/<frame>.png`` with the same encoding; the
 readers accept a dataset root, ``panoptic_maps/<split>/`` itself, or such a prediction folder.
 """
@@ -32,7 +33,9 @@ from vpseg.formats._common import (
     split_dir,
     video_from_files,
 )
-from vpseg.formats._png import read_image, write_png
+from vpseg.formats._kernels import step_decode
+from vpseg.formats._png import read_label_png, write_png
+from vpseg.formats._renumber import fit_instances
 
 _PNG = (".png",)
 
@@ -55,26 +58,73 @@ def image_dir(root: Path, split: str | None) -> Path | None:
     return None
 
 
-def decode(rgb: np.ndarray, labels: LabelSpace, path: Path, frame: str) -> np.ndarray:
-    """``(H, W, 3)`` uint8 STEP PNG -> ``(H, W)`` int32 panoptic ids, validated."""
-    red = rgb[..., 0]
-    valid = labels.valid_lut()
-    present = np.flatnonzero(np.bincount(red.ravel(), minlength=256))  # faster than unique
-    bad = [int(s) for s in present if s >= valid.size or not valid[s]]
-    if bad:
-        raise InputError(
-            f"class id {bad[0]} (red channel) is not in label space {labels.name!r}",
-            path=path, frame=frame,
-        )
-    instance = (rgb[..., 1].astype(np.int32) << 8) | rgb[..., 2]
-    if instance.max(initial=0) >= labels.label_divisor:
-        raise InputError(
-            f"instance id {int(instance.max())} does not fit below the label divisor "
-            f"{labels.label_divisor}",
-            path=path, frame=frame,
-        )
-    semantic = red.astype(np.int32)
-    return (semantic * labels.label_divisor + instance).astype(PANOPTIC_DTYPE)
+def decode(bgr: np.ndarray, labels: LabelSpace, path: Path, frame: str) -> np.ndarray:
+    """``(H, W, 3)`` uint8 STEP PNG in B, G, R order -> ``(H, W)`` int32 panoptic ids, validated,
+    in one pass (``vpseg.formats._kernels``). Instance ids must fit below the label divisor
+    (``StepVideoDecoder`` renumbers those that do not)."""
+    out, top = _decode(bgr, labels, path, frame)
+    if top >= labels.label_divisor:
+        raise InputError(f"instance id {top} does not fit below the label divisor "
+                         f"{labels.label_divisor}", path=path, frame=frame)
+    return out
+
+
+def _valid_classes(labels: LabelSpace) -> np.ndarray:
+    """Bool over the 256 red values: True for category ids and the ignore label."""
+    valid = np.zeros(256, dtype=bool)
+    lut = labels.valid_lut()[:256]
+    valid[: lut.size] = lut
+    return valid
+
+
+def _decode(bgr: np.ndarray, labels: LabelSpace, path: Path, frame: str) -> tuple[np.ndarray, int]:
+    """(panoptic ids, largest instance id); the ids are meaningless where instances overflow."""
+    out = np.empty(bgr.shape[:2], dtype=PANOPTIC_DTYPE)
+    bad, top = step_decode(bgr, _valid_classes(labels), labels.label_divisor, out)
+    if bad >= 0:
+        raise InputError(f"class id {bad} (red channel) is not in label space {labels.name!r}",
+                         path=path, frame=frame)
+    return out, int(top)
+
+
+def _pairs(bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(distinct ``class << 16 | instance`` keys of a frame, index of each pixel into them)."""
+    key = (bgr[..., 2].astype(np.int64) << 16) | (bgr[..., 1].astype(np.int64) << 8) | bgr[..., 0]
+    keys, inverse = np.unique(key, return_inverse=True)
+    return keys, inverse.reshape(key.shape)
+
+
+class StepVideoDecoder:
+    """Decodes the frames of one sequence. Instance ids of 1000 and more (the encoding holds up
+    to 65535) are renumbered within the sequence (``vpseg.formats._renumber``): the first frame
+    that has one makes the decoder read every frame's ids once, so the numbering is the same
+    whatever order frames are read in."""
+
+    def __init__(self, files: Sequence[Path], labels: LabelSpace, video: str) -> None:
+        self.files, self.labels, self.video = list(files), labels, video
+        self._renumbered: dict[tuple[int, int], int] | None = None
+
+    def __call__(self, path: Path) -> np.ndarray:
+        bgr = read_label_png(path, modes=("RGB",), frame=path.stem, what="panoptic map")
+        out, top = _decode(bgr, self.labels, path, path.stem)
+        if top < self.labels.label_divisor:
+            return out
+        if self._renumbered is None:
+            self._renumbered = fit_instances(self._scan(), self.labels.label_divisor,
+                                             video=self.video, where=path.parent)
+        keys, inverse = _pairs(bgr)
+        div = self.labels.label_divisor
+        values = np.array([(k >> 16) * div + self._renumbered.get((k >> 16, k & 0xFFFF), k & 0xFFFF)
+                           for k in keys.tolist()], dtype=PANOPTIC_DTYPE)
+        return values[inverse]
+
+    def _scan(self) -> set[tuple[int, int]]:
+        pairs: set[tuple[int, int]] = set()
+        for path in self.files:
+            bgr = read_label_png(path, modes=("RGB",), frame=path.stem, what="panoptic map")
+            _decode(bgr, self.labels, path, path.stem)  # validates the classes
+            pairs.update((k >> 16, k & 0xFFFF) for k in _pairs(bgr)[0].tolist())
+        return pairs
 
 
 def encode(pan: np.ndarray, labels: LabelSpace, name: str, frame: str) -> np.ndarray:
@@ -134,11 +184,7 @@ class StepFormat:
         base = label_dir(root, split)
         labels = resolve_label_space(root, label_space, self.default_label_space())
         files = label_files(base / video, video, frame_names, ("RGB",), "panoptic map")
-
-        def load(path: Path) -> np.ndarray:
-            rgb = read_image(path, modes=("RGB",), frame=path.stem, what="panoptic map")
-            return decode(rgb, labels, path, path.stem)
-
+        load = StepVideoDecoder(frame_files(base / video, _PNG), labels, video)
         return video_from_files(video, files, load, labels,
                                 _video_dir(image_dir(root, split), video))
 

@@ -34,7 +34,8 @@ from vpseg.formats._common import (
     video_from_files,
     write_split_file,
 )
-from vpseg.formats._png import read_image, write_jpeg, write_png
+from vpseg.formats._kernels import lut_decode
+from vpseg.formats._png import read_label_png, write_jpeg, write_png
 
 __all__ = ["VSPW", "VspwFormat"]
 
@@ -51,22 +52,29 @@ def _mask_dir(root: Path, video: str) -> Path:
     return root / video
 
 
-def decode(values: np.ndarray, labels: LabelSpace, path: Path, frame: str) -> np.ndarray:
-    """``(H, W)`` uint8 mask values -> ``(H, W)`` int32 panoptic ids (instance always 0)."""
-    lut = np.full(256, -1, dtype=np.int64)
-    lut[_OTHERS] = lut[_VOID_ON_DISK] = labels.ignore_label
+def _lut(labels: LabelSpace) -> np.ndarray:
+    """Mask value -> panoptic id (int32, -1 for a value that is no class)."""
+    lut = np.full(256, -1, dtype=np.int32)
+    lut[_OTHERS] = lut[_VOID_ON_DISK] = labels.ignore_label * labels.label_divisor
     for cid in labels.ids:
         if cid + 1 < 255:
-            lut[cid + 1] = cid
-    semantic = lut[values]
-    if (semantic < 0).any():
-        bad = int(values[semantic < 0][0])
+            lut[cid + 1] = cid * labels.label_divisor
+    return lut
+
+
+def decode(values: np.ndarray, labels: LabelSpace, path: Path, frame: str,
+           lut: np.ndarray | None = None) -> np.ndarray:
+    """``(H, W)`` uint8 mask values -> ``(H, W)`` int32 panoptic ids (instance always 0), in
+    one pass; ``lut`` is ``_lut(labels)``, computed once per video by the reader."""
+    out = np.empty(values.shape, dtype=PANOPTIC_DTYPE)
+    bad = lut_decode(values, _lut(labels) if lut is None else lut, out)
+    if bad >= 0:
         raise InputError(
             f"mask value {bad} is not a class of label space {labels.name!r} "
             f"(expected 1..{labels.max_id + 1}, 0 or 255 for void)",
             path=path, frame=frame,
         )
-    return (semantic * labels.label_divisor).astype(PANOPTIC_DTYPE)
+    return out
 
 
 def encode(pan: np.ndarray, labels: LabelSpace, where: str, frame: str) -> np.ndarray:
@@ -122,9 +130,11 @@ class VspwFormat:
         labels = resolve_label_space(root, label_space, self.default_label_space())
         files = label_files(_mask_dir(root, video), video, frame_names, _MODES, "mask")
 
+        lut = _lut(labels)
+
         def load(path: Path) -> np.ndarray:
-            values = read_image(path, modes=_MODES, frame=path.stem, what="mask")
-            return decode(values, labels, path, path.stem)
+            values = read_label_png(path, modes=_MODES, frame=path.stem, what="mask")
+            return decode(values, labels, path, path.stem, lut)
 
         images = root / "data" / video / "origin"
         return video_from_files(video, files, load, labels, images if images.is_dir() else None)

@@ -2,7 +2,7 @@
 
 For a ground-truth and a predicted panoptic frame, a ``PairTable`` lists the segment ids present
 on each side with their areas and, for every (gt, pred) pair that shares pixels, how many. It is
-computed with one int64 ``bincount`` over a combined key, and tables of several frames add up
+computed in one pass over the pixels (``vpseg.metrics._kernels``), and tables of several frames add up
 (``sum_tables``), so a VPQ window, a whole sequence for STQ, or a confusion matrix for mIoU is a
 sum of small tables, never a second pass over pixels. All counts are int64.
 """
@@ -14,13 +14,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vpseg.metrics._kernels import pair_counts
+
 __all__ = ["PairTable", "pair_table", "sum_tables"]
-
-# Ids below this are compacted with a bincount + lookup table (fast); larger ids use np.unique.
-_DENSE_LIMIT = 1 << 22
-# Pair keys use a dense bincount up to this many (gt x pred) cells, a sort beyond.
-_DENSE_PAIRS = 1 << 24
-
 
 @dataclass(frozen=True)
 class PairTable:
@@ -48,38 +44,27 @@ class PairTable:
         return self.gt_ids[self.pair_gt], self.pred_ids[self.pair_pred]
 
 
-def _compact(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Flat int ids -> (unique ids, their areas, index of each pixel into the unique ids)."""
-    top = int(ids.max()) if ids.size else 0
-    if ids.size and int(ids.min()) < 0:
-        raise ValueError("panoptic ids must be non-negative")
-    if top < _DENSE_LIMIT:
-        counts = np.bincount(ids, minlength=top + 1)
-        unique = np.flatnonzero(counts)
-        lut = np.zeros(top + 1, dtype=np.int64)
-        lut[unique] = np.arange(len(unique))
-        return unique.astype(np.int64), counts[unique].astype(np.int64), lut[ids]
-    unique, index, counts = np.unique(ids, return_inverse=True, return_counts=True)
-    return unique.astype(np.int64), counts.astype(np.int64), index.astype(np.int64)
-
-
 def pair_table(gt: np.ndarray, pred: np.ndarray) -> PairTable:
     """Pair counts of one frame: ``gt`` and ``pred`` are ``(H, W)`` integer panoptic ids."""
     gt, pred = np.asarray(gt), np.asarray(pred)
     if gt.shape != pred.shape:
         raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in size")
-    gt_ids, gt_area, gi = _compact(gt.ravel())
-    pred_ids, pred_area, pi = _compact(pred.ravel())
-    n_pred = len(pred_ids)
-    key = gi * n_pred + pi
-    if len(gt_ids) * n_pred <= _DENSE_PAIRS:
-        counts = np.bincount(key, minlength=len(gt_ids) * n_pred)
-        keys = np.flatnonzero(counts)
-        pair_count = counts[keys].astype(np.int64)
-    else:
-        keys, pair_count = np.unique(key, return_counts=True)
-    return PairTable(gt_ids, gt_area, pred_ids, pred_area,
-                     keys // max(n_pred, 1), keys % max(n_pred, 1), pair_count.astype(np.int64))
+    if not (np.issubdtype(gt.dtype, np.integer) and np.issubdtype(pred.dtype, np.integer)):
+        raise ValueError(f"panoptic ids must be integers, got {gt.dtype} and {pred.dtype}")
+    pair_g, pair_p, count, negative = pair_counts(np.ascontiguousarray(gt).ravel(),
+                                                  np.ascontiguousarray(pred).ravel())
+    if negative:
+        raise ValueError("panoptic ids must be non-negative")
+    gt_ids, pair_gt = np.unique(pair_g, return_inverse=True)
+    pred_ids, pair_pred = np.unique(pair_p, return_inverse=True)
+    order = np.lexsort((pair_pred, pair_gt))  # pairs sorted by (gt, pred), as sum_tables gives
+    pair_gt, pair_pred, count = pair_gt[order], pair_pred[order], count[order]
+    gt_area = np.bincount(pair_gt, weights=count, minlength=len(gt_ids))
+    pred_area = np.bincount(pair_pred, weights=count, minlength=len(pred_ids))
+    # float64 sums of integer counts are exact below 2**53 pixels
+    return PairTable(gt_ids.astype(np.int64), gt_area.astype(np.int64),
+                     pred_ids.astype(np.int64), pred_area.astype(np.int64),
+                     pair_gt.astype(np.int64), pair_pred.astype(np.int64), count)
 
 
 def _union(parts: list[np.ndarray], areas: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
