@@ -179,7 +179,7 @@ def test_cityscapes_vps_submission(tmp_path):
     assert video.frame_names == tuple(ids)
     assert [p.tolist() for p in video.panoptic] == [[[13001, 255000]], [[14001, 255000]]]
     (pred / "pred.json").write_text(json.dumps({"annotations": [{"segments_info": []}]}))
-    with pytest.raises(InputError, match="pred.json: pred.json must list one annotation per"):
+    with pytest.raises(InputError, match=r"pred.json: pred.json must be .* with one annotation per pan_pred PNG \(2\)"):
         CITY.list_videos(pred)
 
 

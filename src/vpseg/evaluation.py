@@ -2,14 +2,17 @@
 process pool around the metrics in ``vpseg.metrics`` (which never touch files).
 
 Each video is evaluated on its own (one pair table per frame feeds every metric), giving
-mergeable accumulators; ``workers > 1`` runs videos in separate processes and reduces them in
-video order, so the numbers do not depend on the number of workers.
+mergeable accumulators; ``workers > 1`` runs videos in separate processes, and ``dask=ADDRESS``
+on the workers of a dask.distributed cluster (which must see the same paths); either way the
+accumulators are reduced in video order, so the numbers do not depend on where videos ran.
+Notes (``vpseg.errors.Note``) raised while a video is read travel back with its accumulators.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +24,7 @@ from tqdm import tqdm
 from vpseg import __version__
 from vpseg.core.labels import LabelSpace
 from vpseg.core.video import Video
-from vpseg.errors import InputError
+from vpseg.errors import InputError, Note, note
 from vpseg.flow import optical_flow, warp_labels
 from vpseg.formats import Format, get_format
 from vpseg.metrics.pq import PQStats, match_table
@@ -86,6 +89,7 @@ class Accumulators:
     tc: TCAccumulator | None = None
     frames: int = 0
     per_video: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @classmethod
     def empty(cls, labels: LabelSpace, config: EvalConfig) -> Accumulators:
@@ -109,6 +113,7 @@ class Accumulators:
                 mine.merge(theirs)
         self.frames += other.frames
         self.per_video.update(other.per_video)
+        self.notes.extend(n for n in other.notes if n not in self.notes)
         return self
 
     def result(self) -> dict[str, Any]:
@@ -117,6 +122,10 @@ class Accumulators:
         if self.stq is not None:
             stq = self.stq.result()
             out["stq"] = {"STQ": stq["STQ"], "AQ": stq["AQ"], "SQ": stq["IoU"]}
+            if not any(s["tubes"] for s in stq["per_sequence"].values()):  # type: ignore[attr-defined]
+                out["stq"]["notes"] = [
+                    "AQ and STQ are 0 by definition: the ground truth has no thing tracks"
+                    + ("" if self.labels.thing_ids else " (the label space has no thing class)")]
         if self.vpq is not None:
             vpq: dict[str, Any] = self.vpq.result()
             names = dict(zip((str(k) for k in self.config.vpq_ks), self.config.vpq_names, strict=True))
@@ -248,13 +257,42 @@ class _Job:
 
 
 def _evaluate_one(job: _Job) -> Accumulators:
-    fmt = get_format(job.fmt)
-    gt = with_json(fmt, job.gt_json, "--gt-json").read_video(
-        job.gt_root, job.video, split=job.split, label_space=job.labels)
-    pred = with_json(fmt, job.pred_json, "--pred-json").read_video(
-        job.pred_root, job.video, label_space=job.labels or gt.label_space,
-        frame_names=gt.frame_names)
-    return evaluate_video(gt, pred, gt.label_space, job.config)
+    """One video's accumulators, with the notes its reading raised (they must cross process
+    and machine boundaries, which warnings do not)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Note)
+        fmt = get_format(job.fmt)
+        gt = with_json(fmt, job.gt_json, "--gt-json").read_video(
+            job.gt_root, job.video, split=job.split, label_space=job.labels)
+        pred = with_json(fmt, job.pred_json, "--pred-json").read_video(
+            job.pred_root, job.video, label_space=job.labels or gt.label_space,
+            frame_names=gt.frame_names)
+        acc = evaluate_video(gt, pred, gt.label_space, job.config)
+    for warning in caught:
+        if issubclass(warning.category, Note):
+            text = str(warning.message)
+            if text not in acc.notes:
+                acc.notes.append(text)
+        else:
+            warnings.warn_explicit(warning.message, warning.category, warning.filename,
+                                   warning.lineno)
+    return acc
+
+
+def _run_dask(address: str, jobs: list[_Job]) -> Iterator[Accumulators]:
+    """Evaluate ``jobs`` on the workers of the dask.distributed scheduler at ``address``."""
+    try:
+        from distributed import Client
+    except ImportError:
+        raise InputError("--dask needs dask.distributed: pip install 'vpseg[cluster]'") from None
+    try:
+        client = Client(address, timeout="20s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise InputError(f"cannot reach the dask scheduler at {address!r}: {exc}") from None
+    with client:
+        futures = client.map(_evaluate_one, jobs, pure=False)
+        for future in futures:  # in video order, so the reduction is the local one
+            yield future.result()
 
 
 def evaluate(
@@ -266,12 +304,19 @@ def evaluate(
     split: str | None = None,
     label_space: LabelSpace | None = None,
     workers: int = 1,
+    dask: str | None = None,
     progress: bool | None = None,
     videos: Sequence[str] | None = None,
     gt_json: str | Path | None = None,
     pred_json: str | Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate every ground-truth video; returns the JSON object of DESIGN.md."""
+    """Evaluate every ground-truth video; returns the JSON object of DESIGN.md.
+
+    ``workers`` processes on this machine, or the workers of the dask.distributed scheduler at
+    ``dask`` (``tcp://host:8786``); the numbers are the same either way.
+    """
+    if workers < 1:
+        raise InputError(f"--workers must be >= 1, got {workers}")
     gt_root, pred_root = Path(gt_root), Path(pred_root)
     for root in (gt_root, pred_root):
         if not root.exists():
@@ -281,19 +326,27 @@ def evaluate(
     names = list(videos) if videos is not None else gt_fmt.list_videos(gt_root, split=split)
     if not names:
         raise InputError(f"no {fmt.name} ground-truth videos found", path=gt_root)
-    have = set(pred_fmt.list_videos(pred_root))
-    missing = [n for n in names if n not in have]
+    have = pred_fmt.list_videos(pred_root)
+    missing = [n for n in names if n not in set(have)]
     if missing:
         raise InputError(f"missing video {missing[0]!r} that the ground truth has"
                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
                          path=pred_root)
+    extra = [n for n in have if n not in set(names)]
+    notes = ([f"{pred_root}: {len(extra)} prediction video(s) that the ground truth does not "
+              f"have are ignored ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})"]
+             if extra else [])
     jobs = [_Job(fmt.name, str(gt_root), str(pred_root), n, split, label_space, config,
                  None if gt_json is None else str(gt_json),
                  None if pred_json is None else str(pred_json)) for n in names]
     show = sys.stderr.isatty() if progress is None else progress
     bar: Callable[..., Any] = tqdm
     total: Accumulators | None = None
-    if workers > 1:
+    if dask is not None:
+        results = _run_dask(dask, jobs)
+        for acc in bar(results, total=len(jobs), desc="eval", unit="video", disable=not show):
+            total = acc if total is None else total.merge(acc)
+    elif workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = pool.map(_evaluate_one, jobs)
             for acc in bar(results, total=len(jobs), desc="eval", unit="video", disable=not show):
@@ -304,6 +357,10 @@ def evaluate(
             total = acc if total is None else total.merge(acc)
     assert total is not None
     out = total.result()
+    for text in notes + total.notes:
+        note(text)
+    if notes + total.notes:
+        out["notes"] = notes + total.notes
     out["per_video"] = total.per_video
     out["per_class"] = total.per_class()
     out["config"] = {

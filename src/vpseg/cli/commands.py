@@ -14,11 +14,12 @@ import numpy as np
 from tqdm import tqdm
 
 from vpseg._atomic import write_json
+from vpseg.cli._outputs import check_output_file, staged_folder
 from vpseg.core.labels import LabelSpace, load_label_space
 from vpseg.core.synthetic import SynthConfig, generate, world_classes
 from vpseg.core.video import Video
 from vpseg.errors import InputError
-from vpseg.evaluation import VPQ_PRESETS, EvalConfig, evaluate
+from vpseg.evaluation import METRIC_FAMILIES, VPQ_PRESETS, EvalConfig, evaluate
 from vpseg.evaluation_report import format_results
 from vpseg.formats import FORMATS, Format, get_format
 from vpseg.info import format_table, summarize
@@ -176,19 +177,35 @@ def _fit(video: Video, dst: Format, semantic_only: bool, src_root: str) -> Video
                  all_rgb=video.all_rgb, all_rgb_names=video.all_rgb_names)
 
 
-def _ints(text: str, what: str) -> tuple[int, ...]:
+def _ints(text: str, what: str, *, top: int = 100_000) -> tuple[int, ...]:
+    """A comma list of integers in ``1..top``."""
     try:
         values = tuple(int(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise InputError(f"{what} must be a comma list of integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise InputError(f"{what} must be positive integers, got {text!r}")
+    if not values or min(values) < 1 or max(values) > top:
+        raise InputError(f"{what} must be integers in 1..{top}, got {text!r}")
     return values
+
+
+def _metrics(text: str | None, fmt: Format) -> tuple[str, ...]:
+    if text is None:
+        return ("stq", "vpq", "semantic") if fmt.holds_instances else ("semantic", "vc")
+    metrics = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not metrics:
+        raise InputError(f"--metrics names no metric; choose from {', '.join(METRIC_FAMILIES)}")
+    return metrics
 
 
 def eval_(args: argparse.Namespace) -> int:
     fmt = _format(args.format)
-    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    metrics = _metrics(args.metrics, fmt)
+    if args.vpq_stride is not None and not 1 <= args.vpq_stride <= 100_000:
+        raise InputError(f"--vpq-stride must be in 1..100000, got {args.vpq_stride}")
+    if args.flow_max_side < 0:
+        raise InputError(f"--flow-max-side must be >= 0 (0: full size), got {args.flow_max_side}")
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
     if args.vpq_k:
         ks = _ints(args.vpq_k, "--vpq-k")
         names, stride = tuple(str(k) for k in ks), args.vpq_stride or 1
@@ -202,9 +219,11 @@ def eval_(args: argparse.Namespace) -> int:
                         flow_max_side=args.flow_max_side or None, tc_per_video=args.tc_per_video,
                         flow_weights=args.flow_weights,
                         stq_vipseg_wrapper=args.stq_vipseg_wrapper)
+    if args.json:
+        check_output_file(args.json, "--json", inputs=[args.gt, args.pred])
     result = evaluate(fmt, args.gt, args.pred, config, split=args.split,
-                      label_space=_labels(args.label_space), workers=max(1, args.workers),
-                      gt_json=args.gt_json, pred_json=args.pred_json)
+                      label_space=_labels(args.label_space), workers=args.workers,
+                      dask=args.dask, gt_json=args.gt_json, pred_json=args.pred_json)
     print(format_results(result))
     if args.json:
         write_json(args.json, result, indent=1)

@@ -1,33 +1,48 @@
 """The ``vpseg`` command: one entry point, one sub-command per tool.
 
-User mistakes (``InputError``, unknown names, bad arguments) print one line and exit with 2;
-anything else is a bug and keeps its traceback.
+User mistakes (``InputError``, bad arguments, files that cannot be read or written) print one
+line and exit with 2; notes print as ``note:`` lines and the run goes on; Ctrl-C prints one line
+and exits with 130, whenever it comes (this module imports nothing heavy before ``main`` is
+running). Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from vpseg import __version__
-from vpseg.cli import commands, model_commands
 from vpseg.errors import InputError
 
 __all__ = ["main", "build_parser"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line (and exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _add_format(p: argparse.ArgumentParser, *, flag: str = "--format", dest: str = "format") -> None:
+    from vpseg.cli import commands
+
     p.add_argument(flag, dest=dest, required=True,
                    help="dataset format: " + ", ".join(commands.format_names()))
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from vpseg.cli import commands, model_commands
+
+    parser = _Parser(
         prog="vpseg", description="Video panoptic / video semantic segmentation tools."
     )
     parser.add_argument("--version", action="version", version=f"vpseg {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
 
     p = sub.add_parser("synth", help="write a synthetic data set in a format's own layout")
     p.add_argument("out", help="output dataset root")
@@ -82,9 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("gt", help="ground-truth dataset root (or the folder of per-video folders)")
     p.add_argument("pred", help="prediction folder (submission layout or the same layout as GT)")
     _add_format(p)
-    p.add_argument("--metrics", default="stq,vpq,semantic",
-                   help="comma list of: stq, vpq, pq, semantic, vc, tc, tracking "
-                        "(default: stq,vpq,semantic)")
+    p.add_argument("--metrics",
+                   help="comma list of: stq, vpq, pq, semantic, vc, tc, tracking (default: "
+                        "stq,vpq,semantic; semantic,vc for a semantic-only format such as vspw)")
     p.add_argument("--vpq-preset", choices=["vipseg", "vipseg-script", "cityscapes-vps"],
                    help="VPQ windows of the official scripts (default: vipseg)")
     p.add_argument("--vpq-k", help="comma list of window lengths in annotated frames")
@@ -107,7 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gt-json", help="COCO-style formats: the ground-truth JSON, if not found by name")
     p.add_argument("--pred-json", help="COCO-style formats: the prediction JSON (default pred.json)")
     p.add_argument("--split")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1, help="processes on this machine")
+    p.add_argument("--dask", metavar="SCHEDULER",
+                   help="evaluate videos on the workers of this dask.distributed scheduler "
+                        "(tcp://host:8786); they must see the same paths")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON")
     p.set_defaults(func=commands.eval_)
 
@@ -210,16 +228,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    command = "vpseg"
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            command = f"vpseg {args.command}"
+            _print_notes(command)
+            return int(args.func(args) or 0)
     except InputError as exc:
-        print(f"vpseg {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a file or folder the user named cannot be read or written
+        if exc.filename is None or isinstance(exc, BrokenPipeError):
+            raise
+        print(f"{command}: error: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("vpseg: interrupted", file=sys.stderr)
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _print_notes(command: str) -> None:
+    """Show each ``vpseg.errors.Note`` once, as one line; other warnings as Python shows them."""
+    from vpseg.errors import Note
+
+    shown: set[str] = set()
+    default = warnings.showwarning
+    warnings.simplefilter("always", Note)
+
+    def show(message: Any, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if not issubclass(category, Note):
+            default(message, category, *args, **kwargs)
+        elif str(message) not in shown:
+            shown.add(str(message))
+            print(f"{command}: note: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -15,7 +15,7 @@ import numpy as np
 from vpseg._atomic import write_json, write_text
 from vpseg.core.labels import LabelSpace, load_label_space
 from vpseg.core.video import LazyFrames, Video
-from vpseg.errors import InputError
+from vpseg.errors import InputError, note
 from vpseg.formats._png import png_header, read_image
 
 __all__ = [
@@ -26,9 +26,12 @@ __all__ = [
     "frame_number",
     "label_files",
     "lazy_frames",
+    "match_frames",
     "pick_frames",
     "read_json",
     "resolve_label_space",
+    "read_rgb",
+    "rgb_files",
     "rgb_frames",
     "run_parallel",
     "save_label_space",
@@ -79,20 +82,36 @@ def frame_files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
     return sorted(files, key=lambda p: (frame_number(p.stem, -1), p.name))
 
 
+def match_frames(available: Sequence[str], wanted: Sequence[str], folder: Path,
+                 suffix: str) -> list[int]:
+    """Positions in ``available`` (a prediction video's frame names) of the ``wanted`` (ground
+    truth) frames: by name; by position, as the official evaluation scripts pair frames, when
+    no name matches and the counts agree; else an error naming the first missing frame. Frames
+    left over are reported in a note."""
+    where = {name: i for i, name in enumerate(available)}
+    if all(name in where for name in wanted):
+        picked = [where[name] for name in wanted]
+        extra = len(available) - len(set(picked))
+        if extra:
+            note(f"{extra} prediction frame(s) that the ground truth does not have are ignored",
+                 path=folder)
+        return picked
+    if len(available) == len(wanted) and not any(name in where for name in wanted):
+        note(f"frame names differ from the ground truth's ({available[0]!r} vs {wanted[0]!r}); "
+             "frames paired by position, as the official scripts do", path=folder)
+        return list(range(len(wanted)))
+    missing = next(name for name in wanted if name not in where)
+    raise InputError("missing frame that the ground truth has", path=folder / f"{missing}{suffix}",
+                     frame=missing)
+
+
 def pick_frames(
     files: Sequence[Path], frame_names: Sequence[str] | None, folder: Path, suffix: str
 ) -> list[Path]:
-    """``files``, or exactly the frames named in ``frame_names`` (an error names a missing one)."""
+    """``files``, or the frames that pair with ``frame_names`` (``match_frames``)."""
     if frame_names is None:
         return list(files)
-    by_stem = {p.stem: p for p in files}
-    picked = []
-    for name in frame_names:
-        path = by_stem.get(name)
-        if path is None:
-            raise InputError("missing frame that the ground truth has", path=folder / f"{name}{suffix}", frame=name)
-        picked.append(path)
-    return picked
+    return [files[i] for i in match_frames([p.stem for p in files], frame_names, folder, suffix)]
 
 
 def label_files(
@@ -197,18 +216,30 @@ def run_parallel(jobs: Sequence[Callable[[], object]]) -> None:
             future.result()  # re-raise the first error
 
 
-def rgb_frames(images: Path | None, files: Sequence[Path]) -> LazyFrames | None:
-    """RGB frames in ``images`` with the same stems as ``files`` (PNG or JPEG), if all exist."""
+def rgb_frames(images: Path | None, files: Sequence[Path],
+               size: tuple[int, int] | None = None) -> LazyFrames | None:
+    """RGB frames in ``images`` with the same stems as ``files`` (PNG or JPEG), if all exist;
+    each must be ``size`` (height, width) when given, else reading it is an error."""
     if images is None or not images.is_dir():
         return None
     by_stem = {p.stem: p for p in frame_files(images, (".png", ".jpg", ".jpeg"))}
     if not all(p.stem in by_stem for p in files):
         return None
-    return lazy_frames([by_stem[p.stem] for p in files], _read_rgb)
+    return rgb_files([by_stem[p.stem] for p in files], size)
 
 
-def _read_rgb(path: Path) -> np.ndarray:
-    return read_image(path, modes=("RGB",), frame=path.stem, what="RGB frame")
+def rgb_files(paths: Sequence[Path], size: tuple[int, int] | None = None) -> LazyFrames:
+    """Lazily read RGB frames, each checked against ``size`` (height, width) when given."""
+    return LazyFrames([functools.partial(read_rgb, p, size) for p in paths])
+
+
+def read_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
+    """An ``(H, W, 3)`` uint8 RGB frame; its size must be ``size`` when given."""
+    rgb = read_image(path, modes=("RGB",), frame=path.stem, what="RGB frame")
+    if size is not None and rgb.shape[:2] != tuple(size):
+        raise InputError(f"RGB frame is {rgb.shape[0]}x{rgb.shape[1]}, its panoptic frame "
+                         f"{size[0]}x{size[1]}", path=path, frame=path.stem)
+    return rgb
 
 
 def write_split_file(path: Path, names: Sequence[str]) -> None:
@@ -233,7 +264,7 @@ def video_from_files(
         label_space=labels,
         frame_index=tuple(frame_number(p.stem, i) for i, p in enumerate(files)),
         frame_names=tuple(p.stem for p in files),
-        rgb=rgb_frames(images, files),
+        rgb=rgb_frames(images, files, png_header(files[0])[:2] if files else None),
         sources=tuple(str(p) for p in files),
     )
 

@@ -45,11 +45,12 @@ from vpseg.formats._common import (
     DatasetWriter,
     WriteQueue,
     check_frame_sizes,
-    lazy_frames,
+    match_frames,
+    rgb_files,
     saved_label_space,
     split_dir,
 )
-from vpseg.formats._png import read_image, write_image, write_png
+from vpseg.formats._png import write_image, write_png
 
 __all__ = ["FlatNaming", "FlatCocoFormat"]
 
@@ -59,23 +60,34 @@ class FlatNaming:
     """How one data set names things.
 
     ``json_name(split)``: the ground-truth JSON; ``video_of(image_id)`` / ``frame_of(image_id)``:
-    the video name and frame number an image id encodes; ``image_id(video, k, frame, counter)``:
+    the video name and frame number an image id encodes (``None`` when the id does not have
+    the data set's form); ``image_id(video, k, frame, counter)``:
     the id a writer gives the k-th annotated frame; ``image_file`` / ``mask_file``: file names
     from an image id, for writing (readers take the names in the JSON).
     """
 
     json_name: Callable[[str], str]
-    video_of: Callable[[str], str]
-    frame_of: Callable[[str], int]
+    video_of: Callable[[str], str | None]
+    frame_of: Callable[[str], int | None]
     image_id: Callable[[str, int, int, int], str]
     image_file: Callable[[str], str]
     mask_file: Callable[[str], str]
     video_digits: int = 4  # video names are zero-padded numbers of this width
     first_frame: int = 0  # frame index of the first annotated frame in its snippet
-    all_rgb: Callable[[str, Sequence[int]], list[str]] | None = None
+    all_rgb: Callable[[str, Sequence[int]], list[str] | None] | None = None
+    id_form: str = ""  # the form of an image id, for messages
+
+    def video(self, image_id: str, where: Path) -> str:
+        """The video an image id belongs to; an id of another form is an input error."""
+        video = self.video_of(image_id)
+        if video is None:
+            raise InputError(f"image id {image_id!r} does not have the form {self.id_form}, "
+                             "which names its video", path=where)
+        return video
 
 
 _Index = dict[str, list[tuple[str, str, str | None, list[Any]]]]
+_Sizes = dict[str, tuple[int, int]]
 
 
 class _Opened(NamedTuple):
@@ -84,25 +96,35 @@ class _Opened(NamedTuple):
     masks: Path
     split_root: Path | None
     json_path: Path
+    sizes: _Sizes  # image id -> (height, width) stated in the JSON
+
+
+_SHAPE = ('expected {"images": [{"id", "file_name", "height", "width"}], "annotations": '
+          '[{"image_id", "file_name", "segments_info": [...]}], "categories": [...]}')
 
 
 @functools.lru_cache(maxsize=4)
-def _index(path: Path, mtime_ns: int, naming: FlatNaming) -> tuple[_Index, Any]:
-    """video -> [(image id, mask file, image file, segments_info)] by image id; categories."""
+def _index(path: Path, mtime_ns: int, naming: FlatNaming) -> tuple[_Index, Any, _Sizes]:
+    """video -> [(image id, mask file, image file, segments_info)] by image id; categories;
+    image id -> (height, width) where the JSON lists one. The JSON's shape is checked."""
     data = load_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
+        raise InputError(f"not a COCO panoptic JSON: {_SHAPE}", path=path)
+    images = data.get("images", [])
     try:
-        image_files = {str(im["id"]): str(im["file_name"]) for im in data.get("images", [])}
+        image_files = {str(im["id"]): str(im["file_name"]) for im in images}
+        sizes = {str(im["id"]): (int(im["height"]), int(im["width"])) for im in images
+                 if "height" in im and "width" in im}
         anns = sorted(data["annotations"], key=lambda a: str(a["image_id"]))
         videos: _Index = {}
         for a in anns:
             image_id = str(a["image_id"])
-            videos.setdefault(naming.video_of(image_id), []).append(
+            videos.setdefault(naming.video(image_id, path), []).append(
                 (image_id, str(a["file_name"]), image_files.get(image_id),
                  a.get("segments_info", [])))
-    except (KeyError, TypeError):
-        raise InputError("expected 'annotations' with 'image_id', 'file_name' and "
-                         "'segments_info'", path=path) from None
-    return videos, data.get("categories")
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise InputError(_SHAPE, path=path) from None
+    return videos, data.get("categories"), sizes
 
 
 def _pred_index(folder: Path, json_path: Path, naming: FlatNaming) -> _Index:
@@ -111,12 +133,14 @@ def _pred_index(folder: Path, json_path: Path, naming: FlatNaming) -> _Index:
     data = load_json(json_path)
     anns = data.get("annotations") if isinstance(data, dict) else None
     if not isinstance(anns, list) or len(anns) != len(pngs):
-        raise InputError(f"pred.json must list one annotation per pan_pred PNG ({len(pngs)})",
-                         path=json_path)
+        raise InputError(f"pred.json must be {{\"annotations\": [...]}} with one annotation per "
+                         f"pan_pred PNG ({len(pngs)})", path=json_path)
     videos: _Index = {}
     for name, ann in zip(pngs, anns, strict=True):
+        if not isinstance(ann, dict):
+            raise InputError(f"annotation {str(ann)[:80]!r} is not an object", path=json_path)
         image_id = name[: -len(".png")]
-        videos.setdefault(naming.video_of(image_id), []).append(
+        videos.setdefault(naming.video(image_id, folder / "pan_pred" / name), []).append(
             (image_id, name, None, ann.get("segments_info", [])))
     return videos
 
@@ -147,12 +171,12 @@ class FlatCocoFormat:
         pred_json = self.json_override or root / "pred.json"
         if (root / "pan_pred").is_dir() and pred_json.is_file():
             return _Opened(_pred_index(root, pred_json, self.naming), None, root / "pan_pred",
-                           None, pred_json)
+                           None, pred_json, {})
         if root.name == "panoptic_video" and self.json_override is not None:
             split_root = root.parent
-            videos, categories = _index(self.json_override, self.json_override.stat().st_mtime_ns,
-                                        self.naming)
-            return _Opened(videos, categories, root, split_root, self.json_override)
+            videos, categories, sizes = _index(
+                self.json_override, self.json_override.stat().st_mtime_ns, self.naming)
+            return _Opened(videos, categories, root, split_root, self.json_override, sizes)
         if (root / "panoptic_video").is_dir():  # given the split folder itself
             split, split_root, root = root.name, root, root.parent
         else:
@@ -163,8 +187,9 @@ class FlatCocoFormat:
         json_path = self.json_override or root / self.naming.json_name(split)
         if not json_path.is_file():
             raise InputError(f"ground-truth JSON for split {split!r} not found", path=json_path)
-        videos, categories = _index(json_path, json_path.stat().st_mtime_ns, self.naming)
-        return _Opened(videos, categories, split_root / "panoptic_video", split_root, json_path)
+        videos, categories, sizes = _index(json_path, json_path.stat().st_mtime_ns, self.naming)
+        return _Opened(videos, categories, split_root / "panoptic_video", split_root, json_path,
+                       sizes)
 
     def list_videos(self, root: str | Path, *, split: str | None = None) -> list[str]:
         return sorted(self._open(Path(root), split)[0])
@@ -179,7 +204,7 @@ class FlatCocoFormat:
         frame_names: Sequence[str] | None = None,
     ) -> Video:
         root = Path(root)
-        videos, categories, masks, split_root, json_path = self._open(root, split)
+        videos, categories, masks, split_root, json_path, sizes = self._open(root, split)
         if video not in videos:
             raise InputError(f"missing video {video!r}", path=json_path)
         if label_space is None and categories is not None:
@@ -187,18 +212,23 @@ class FlatCocoFormat:
         labels = label_space or saved_label_space(root) or self.default_label_space()
         frames = videos[video]
         if frame_names is not None:
-            by_id = {f[0]: f for f in frames}
-            missing = [n for n in frame_names if n not in by_id]
-            if missing:
-                raise InputError("missing frame that the ground truth has", path=masks / f"{missing[0]}.png",
-                                 frame=missing[0])
-            frames = [by_id[n] for n in frame_names]
+            frames = [frames[i] for i in match_frames([f[0] for f in frames], frame_names,
+                                                      masks, ".png")]
         parsed = [(image_id, masks / file, segments_of(info, json_path, image_id))
                   for image_id, file, _, info in frames]
         image_files = [image or self.naming.image_file(i) for i, _, image, _ in frames]
-        check_frame_sizes([p for _, p, _ in parsed], ("RGB",), "panoptic PNG")
+        size = check_frame_sizes([p for _, p, _ in parsed], ("RGB",), "panoptic PNG")
+        for image_id, path, _ in parsed:
+            stated = sizes.get(image_id)
+            if stated is not None and stated != size:
+                raise InputError(f"panoptic PNG is {size[0]}x{size[1]}, the JSON says "
+                                 f"{stated[0]}x{stated[1]}", path=path, frame=image_id)
         to_panoptic = assign_tracks([s for _, _, s in parsed], labels, json_path, video)
-        numbers = [self.naming.frame_of(i) for i, _, _ in parsed]
+        in_ids = [self.naming.frame_of(i) for i, _, _ in parsed]
+        numbers = [n for n in in_ids if n is not None]
+        if len(numbers) < len(in_ids) or numbers != sorted(set(numbers)):
+            numbers = [self.naming.first_frame + k * self.annotation_stride
+                       for k in range(len(parsed))]  # positions, as the official script sorts
         base = numbers[0] - self.naming.first_frame
         return Video(
             name=video,
@@ -207,21 +237,25 @@ class FlatCocoFormat:
             label_space=labels,
             frame_index=tuple(n - base for n in numbers),
             frame_names=tuple(i for i, _, _ in parsed),
-            rgb=self._images(split_root, "img", image_files),
+            rgb=self._images(split_root, "img", image_files, size),
             sources=tuple(str(p) for _, p, _ in parsed),
-            **self._all_rgb(split_root, parsed[0][0], base, numbers[-1]),
+            **self._all_rgb(split_root, parsed[0][0], base, numbers[-1], size),
         )
 
-    def _images(self, split_root: Path | None, sub: str, names: Sequence[str]) -> LazyFrames | None:
+    def _images(self, split_root: Path | None, sub: str, names: Sequence[str],
+                size: tuple[int, int]) -> LazyFrames | None:
         if split_root is None or not all((split_root / sub / n).is_file() for n in names):
             return None
-        return lazy_frames([split_root / sub / n for n in names], _read_rgb)
+        return rgb_files([split_root / sub / n for n in names], size)
 
-    def _all_rgb(self, split_root: Path | None, first_id: str, base: int, last: int) -> dict[str, Any]:
+    def _all_rgb(self, split_root: Path | None, first_id: str, base: int, last: int,
+                 size: tuple[int, int]) -> dict[str, Any]:
         if self.naming.all_rgb is None or split_root is None:
             return {}
         names = self.naming.all_rgb(first_id, range(base, last + 1))
-        frames = self._images(split_root, "img_all", names)
+        if names is None:
+            return {}
+        frames = self._images(split_root, "img_all", names, size)
         if frames is None:
             return {}
         return {"all_rgb": frames, "all_rgb_names": tuple(n.rsplit(".", 1)[0] for n in names)}
@@ -230,10 +264,6 @@ class FlatCocoFormat:
         self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train"
     ) -> FlatCocoWriter:
         return FlatCocoWriter(self, Path(root), split, label_space or self.default_label_space())
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    return read_image(path, modes=("RGB",), frame=path.stem, what="RGB frame")
 
 
 class FlatCocoWriter(DatasetWriter):
@@ -278,8 +308,8 @@ class FlatCocoWriter(DatasetWriter):
                                      "segments_info": info})
         if video.all_rgb is not None and naming.all_rgb is not None and self.images:
             first = naming.image_id(vname, 0, 0, 0)
-            for name, frame in zip(naming.all_rgb(first, range(len(video.all_rgb))), video.all_rgb,
-                                   strict=True):
+            for name, frame in zip(naming.all_rgb(first, range(len(video.all_rgb))) or [],
+                                   video.all_rgb, strict=False):
                 jobs.add(partial(write_png, out / "img_all" / name, np.asarray(frame)))
         jobs.flush()
 

@@ -30,7 +30,7 @@ import functools
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -56,6 +56,7 @@ from vpseg.formats._common import (
     WriteQueue,
     check_frame_sizes,
     frame_number,
+    match_frames,
     rgb_frames,
     saved_label_space,
     write_split_file,
@@ -67,22 +68,51 @@ __all__ = ["NestedCocoFormat", "VIPSEG", "COCO_VIDEO"]
 _Frames = list[tuple[str, list[Segment]]]
 
 
+class _Index(NamedTuple):
+    videos: dict[str, list[tuple[str, Any]]]  # video_id -> [(frame stem, segments_info)]
+    categories: Any  # None for pred.json
+    sizes: dict[str, dict[str, tuple[int, int]]]  # video_id -> frame stem -> (height, width)
+
+
+_SHAPE = ("expected {\"annotations\": [{\"video_id\", \"annotations\": [{\"file_name\", "
+          "\"segments_info\": [...]}]}]}")
+
+
 @functools.lru_cache(maxsize=4)
-def _index(path: Path, mtime_ns: int) -> tuple[dict[str, list[tuple[str, list[Any]]]], Any]:
-    """video_id -> [(frame stem, segments_info)] and the categories (None for pred.json)."""
+def _index(path: Path, mtime_ns: int) -> _Index:
+    """The JSON's videos, frames, categories and (where listed) frame sizes, its shape checked."""
     data = load_json(path)
     if not isinstance(data, dict) or not isinstance(data.get("annotations"), list):
-        raise InputError("expected a JSON object with an 'annotations' list", path=path)
-    videos: dict[str, list[tuple[str, list[Any]]]] = {}
+        raise InputError(f"not a video panoptic JSON: {_SHAPE}", path=path)
+    videos: dict[str, list[tuple[str, Any]]] = {}
     for entry in data["annotations"]:
         try:
-            frames = [(Path(a["file_name"]).stem, a.get("segments_info", []))
+            frames = [(Path(str(a["file_name"])).stem, a.get("segments_info", []))
                       for a in entry["annotations"]]
             videos[str(entry["video_id"])] = frames
-        except (KeyError, TypeError):
-            raise InputError("each annotation needs 'video_id' and 'annotations' with "
-                             "'file_name' and 'segments_info'", path=path) from None
-    return videos, data.get("categories")
+        except (KeyError, TypeError, AttributeError):
+            raise InputError(f"annotation {str(entry)[:80]!r}: {_SHAPE}", path=path) from None
+    sizes: dict[str, dict[str, tuple[int, int]]] = {}
+    listed = data.get("videos", [])
+    for entry in listed if isinstance(listed, list) else []:
+        try:
+            sizes[str(entry["video_id"])] = {
+                Path(str(im["file_name"])).stem: (int(im["height"]), int(im["width"]))
+                for im in entry.get("images", []) if "height" in im and "width" in im}
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise InputError(f"video {str(entry)[:80]!r}: expected {{\"video_id\", \"images\": "
+                             "[{\"file_name\", \"height\", \"width\"}]}", path=path) from None
+    return _Index(videos, data.get("categories"), sizes)
+
+
+def _check_json_size(sizes: dict[str, tuple[int, int]], parsed: _Frames, size: tuple[int, int],
+                     files: Sequence[Path]) -> None:
+    """Every frame's PNG must have the size its JSON entry states (when it states one)."""
+    for (stem, _), path in zip(parsed, files, strict=True):
+        stated = sizes.get(stem)
+        if stated is not None and stated != size:
+            raise InputError(f"panoptic PNG is {size[0]}x{size[1]}, the JSON says "
+                             f"{stated[0]}x{stated[1]}", path=path, frame=stem)
 
 
 class NestedCocoFormat:
@@ -147,14 +177,15 @@ class NestedCocoFormat:
                          + (f" (found {[p.name for p in per_split]}; choose with --split)"
                             if per_split else ""), path=folder)
 
-    def _videos(self, root: Path, split: str | None) -> tuple[dict[str, list[tuple[str, list[Any]]]], Any, Path, Path]:
+    def _videos(self, root: Path, split: str | None) -> tuple[
+            dict[str, list[tuple[str, Any]]], Any, Path, Path, dict[str, dict[str, tuple[int, int]]]]:
         masks, json_path, base = self._locate(root, split)
-        videos, categories = _index(json_path, json_path.stat().st_mtime_ns)
+        videos, categories, sizes = _index(json_path, json_path.stat().st_mtime_ns)
         listed = base / f"{split}.txt"
         if split and json_path.name in (f"{self.json_stem}.json", "pred.json") and listed.is_file():
             wanted = set(listed.read_text().split())
             videos = {k: v for k, v in videos.items() if k in wanted}
-        return videos, categories, masks, json_path
+        return videos, categories, masks, json_path, sizes
 
     # -- the format interface -----------------------------------------------------------------
     def list_videos(self, root: str | Path, *, split: str | None = None) -> list[str]:
@@ -175,7 +206,7 @@ class NestedCocoFormat:
         if self.raw and _vipseg_raw.is_raw(root):
             raw_labels = label_space or saved_label_space(root) or self.default_label_space()
             return _vipseg_raw.read_video(root, video, raw_labels, frame_names)
-        videos, categories, masks, json_path = self._videos(root, split)
+        videos, categories, masks, json_path, sizes = self._videos(root, split)
         if video not in videos:
             raise InputError(f"missing video {video!r}", path=json_path)
         if label_space is None and categories is not None:
@@ -183,10 +214,11 @@ class NestedCocoFormat:
         labels = label_space or saved_label_space(root) or self._builtin()
         if labels is None:
             raise InputError("no categories in this JSON: give --label-space", path=json_path)
-        frames = _pick(videos[video], frame_names, masks / video, json_path)
+        frames = _pick(videos[video], frame_names, masks / video)
         parsed: _Frames = [(stem, segments_of(info, json_path, stem)) for stem, info in frames]
         files = [masks / video / f"{stem}.png" for stem, _ in parsed]
-        check_frame_sizes(files, ("RGB",), "panoptic PNG")
+        size = check_frame_sizes(files, ("RGB",), "panoptic PNG")
+        _check_json_size(sizes.get(video, {}), parsed, size, files)
         to_panoptic = assign_tracks([segs for _, segs in parsed], labels, json_path, video)
         loaders = [partial(decode_frame, f, stem, segs, to_panoptic, labels)
                    for f, (stem, segs) in zip(files, parsed, strict=True)]
@@ -197,7 +229,7 @@ class NestedCocoFormat:
             label_space=labels,
             frame_index=tuple(frame_number(stem, i) for i, (stem, _) in enumerate(parsed)),
             frame_names=tuple(stem for stem, _ in parsed),
-            rgb=rgb_frames(images if images.is_dir() else None, files),
+            rgb=rgb_frames(images if images.is_dir() else None, files, size),
             sources=tuple(str(f) for f in files),
             meta={"first_listed": _first_listed(parsed, to_panoptic, labels)},
         )
@@ -223,20 +255,12 @@ def _first_listed(parsed: _Frames, tracks: Tracks, labels: LabelSpace) -> int | 
 
 
 def _pick(
-    frames: list[tuple[str, list[Any]]], names: Sequence[str] | None, folder: Path, json_path: Path
+    frames: list[tuple[str, list[Any]]], names: Sequence[str] | None, folder: Path
 ) -> list[tuple[str, list[Any]]]:
-    """The JSON's frames, or exactly ``names``: by name, else by position like the official
-    scripts when the counts agree but the JSON's file names differ."""
+    """The JSON's frames, or those that pair with ``names`` (by name, else by position)."""
     if names is None:
         return frames
-    by_stem = dict(frames)
-    if all(n in by_stem for n in names):
-        return [(n, by_stem[n]) for n in names]
-    if len(frames) == len(names) and not any(n in by_stem for n in names):
-        return [(n, info) for n, (_, info) in zip(names, frames, strict=True)]
-    missing = next(n for n in names if n not in by_stem)
-    raise InputError(f"missing frame that the ground truth has (not in {json_path.name})",
-                     path=folder / f"{missing}.png", frame=missing)
+    return [frames[i] for i in match_frames([stem for stem, _ in frames], names, folder, ".png")]
 
 
 class NestedCocoWriter(DatasetWriter):

@@ -20,12 +20,13 @@ __all__ = ["VIPER"]
 
 NAMING = FlatNaming(
     json_name=lambda split: f"viper_panoptic_{split}_video.json",
-    video_of=lambda image_id: image_id.split("_", 1)[0],
-    frame_of=lambda image_id: int(image_id.rsplit("_", 1)[-1]),
+    video_of=lambda image_id: image_id.split("_", 1)[0] if "_" in image_id else None,
+    frame_of=lambda image_id: int(tail) if (tail := image_id.rsplit("_", 1)[-1]).isdigit() else None,
     image_id=lambda video, k, frame, counter: f"{video}_{frame:05d}",
     image_file=lambda image_id: f"{image_id}.jpg",
     mask_file=lambda image_id: f"{image_id}.png",
     video_digits=3,
+    id_form="<sequence>_<frame>",
 )
 
 VIPER = FlatCocoFormat("viper", "viper", NAMING)

@@ -15,7 +15,8 @@ override them (``make_tracker("hila", alpha=0.8)``).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from vpseg.tracking.base import Tracker
@@ -42,11 +43,49 @@ TRACKERS: dict[str, tuple[Callable[..., Tracker], dict[str, Any]]] = {
 }
 
 
+#: parameter -> (kind, smallest, largest) for the checks of ``make_tracker``; kind "int?" and
+#: "str?" admit None.
+_PARAMETERS: dict[str, tuple[str, float | None, float | None]] = {
+    "threshold": ("float", 0.0, 1.0), "alpha": ("float", 0.0, 1.0), "lam": ("float", 0.0, 1.0),
+    "stitch_iou": ("float", 0.0, 1.0), "temperature": ("float", 1e-9, None),
+    "keep": ("int", 0, None), "max_age": ("int", 0, None), "tau": ("int?", 0, None),
+    "flow_max_side": ("int?", 1, None), "fb_check": ("bool", None, None),
+    "match_class": ("bool", None, None), "stitch": ("bool", None, None),
+    "appearance": ("bool", None, None), "location": ("bool", None, None),
+    "flow": ("str?", None, None), "flow_weights": ("str?", None, None),
+}
+_FLOWS = ("dis", "farneback", "raft", "raft-small")
+_KINDS = {"float": "a number", "int": "an integer", "bool": "true or false", "str": "a string"}
+
+
+def _check(name: str, key: str, value: Any, allowed: Sequence[str]) -> Any:
+    if key not in allowed:
+        raise TypeError(f"tracker {name!r} has no parameter {key!r}; it takes: "
+                        f"{', '.join(sorted(allowed))}")
+    kind, low, high = _PARAMETERS[key]
+    if value is None and kind.endswith("?"):
+        return None
+    kind = kind.rstrip("?")
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = {"float": number, "int": number and isinstance(value, int),
+          "bool": isinstance(value, bool), "str": isinstance(value, str)}[kind]
+    if not ok:
+        raise ValueError(f"tracker parameter {key} must be {_KINDS[kind]}, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        span = f"in [{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"tracker parameter {key} must be {span}, got {value!r}")
+    if key == "flow" and value not in _FLOWS:
+        raise ValueError(f"tracker parameter flow must be one of {', '.join(_FLOWS)}, got {value!r}")
+    return value
+
+
 def make_tracker(name: str, **params: Any) -> Tracker:
-    """A tracker by name; ``params`` override the defaults (unknown names raise ``KeyError``,
-    unknown parameters ``TypeError``)."""
+    """A tracker by name; ``params`` override the defaults. Unknown names raise ``KeyError``,
+    unknown parameters ``TypeError``, values of the wrong type or out of range ``ValueError``."""
     try:
         builder, defaults = TRACKERS[name]
     except KeyError:
         raise KeyError(f"unknown tracker {name!r}; known: {', '.join(TRACKERS)}") from None
-    return builder(**{**defaults, **params})
+    allowed = list(inspect.signature(builder).parameters)
+    checked = {key: _check(name, key, value, allowed) for key, value in params.items()}
+    return builder(**{**defaults, **checked})
