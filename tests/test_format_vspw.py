@@ -34,9 +34,9 @@ def test_golden_values(tmp_path):
 def test_grey_masks_and_prediction_folder(tmp_path):
     path = tmp_path / "pred" / "vid" / "00000001.png"
     path.parent.mkdir(parents=True)
-    Image.fromarray(np.array([[3, 4]], dtype=np.uint8), mode="L").save(path)
+    Image.fromarray(np.array([[3, 255]], dtype=np.uint8), mode="L").save(path)  # class ids
     assert VSPW.list_videos(tmp_path / "pred") == ["vid"]
-    assert VSPW.read_video(tmp_path / "pred", "vid").panoptic[0].tolist() == [[2000, 3000]]
+    assert VSPW.read_video(tmp_path / "pred", "vid").panoptic[0].tolist() == [[3000, 255000]]
 
 
 def test_writer_golden(tmp_path):

@@ -237,7 +237,7 @@ def test_vpseg_track_end_to_end(tmp_path, capsys):
           "kitti-step", "--split", "val", "--metrics", "stq", "--json", str(res)])
     untracked = json.loads(res.read_text())["stq"]["AQ"]
     assert untracked < 0.5 < scores["iou"] and scores["hila"] > 0.5
-    assert "location only" in capsys.readouterr().out  # hila without embeddings says so
+    assert "location only" in capsys.readouterr().err  # hila without embeddings says so
     assert main(["track", str(tmp_path / "shuffled"), str(out / "x"), "--format", "kitti-step",
                  "--tracker", "hila", "--param", "nonsense=1"]) == 2
     assert main(["track", str(tmp_path / "shuffled"), str(out / "y"), "--format", "kitti-step",

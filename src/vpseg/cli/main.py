@@ -91,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-space")
     p.add_argument("--semantic-only", action="store_true",
                    help="drop instance ids (needed to write a semantic-only format)")
+    p.add_argument("--submission", action="store_true",
+                   help="write the benchmark's submission layout (what the official evaluation "
+                        "scripts and servers read; see docs/formats.md) instead of a data set")
     p.set_defaults(func=commands.convert)
 
     p = sub.add_parser("eval", help="evaluate predictions against ground truth")
@@ -133,11 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("pred_in", help="predictions whose instance ids are arbitrary per frame")
     p.add_argument("out", help="output root (same format and layout)")
     _add_format(p)
-    p.add_argument("--tracker", default="hila",
-                   help="iou, sort, flow, memory, hila (frame by frame); default hila")
+    p.add_argument("--tracker", default="auto",
+                   help="auto, iou, sort, flow, memory, hila (frame by frame); auto (the "
+                        "default) picks the best for the cues present and says which")
     p.add_argument("--param", action="append", default=[], metavar="K=V",
                    help="tracker parameter, e.g. --param alpha=0.8 (repeatable)")
     p.add_argument("--frames", help="folder of RGB frames <video>/<frame>.png|jpg (for flow)")
+    p.add_argument("--submission", action="store_true",
+                   help="write the benchmark's submission layout instead of a data set")
     p.add_argument("--split")
     p.add_argument("--label-space")
     p.set_defaults(func=commands.track)

@@ -3,8 +3,9 @@
 Every format object has the same small interface (``Format``): ``name``, ``holds_instances``,
 ``default_label_space()``, ``list_videos(root, split=)``, ``read_video(root, video, split=,
 label_space=, frame_names=)`` (frames decoded lazily; predictions are read with the same call,
-a prediction folder mirrors the ground-truth layout) and ``open_writer(root, label_space=,
-split=)`` -> a writer with ``write(video)`` used in a ``with`` block.
+from the benchmark's submission layout or a folder that mirrors the ground truth's) and
+``open_writer(root, label_space=, split=, submission=)`` -> a writer with ``write(video)`` used
+in a ``with`` block; ``submission=True`` writes the layout the official evaluation reads.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class Format(Protocol):
     ) -> Video: ...
 
     def open_writer(
-        self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train"
+        self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train",
+        submission: bool = False,
     ) -> DatasetWriter: ...
 
 

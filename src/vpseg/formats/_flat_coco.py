@@ -30,7 +30,7 @@ import numpy as np
 from vpseg._atomic import write_json
 from vpseg.core.labels import LabelSpace, get_label_space
 from vpseg.core.video import LazyFrames, Video
-from vpseg.errors import InputError
+from vpseg.errors import InputError, note
 from vpseg.formats._coco import (
     SegmentIds,
     assign_tracks,
@@ -76,14 +76,29 @@ class FlatNaming:
     first_frame: int = 0  # frame index of the first annotated frame in its snippet
     all_rgb: Callable[[str, Sequence[int]], list[str] | None] | None = None
     id_form: str = ""  # the form of an image id, for messages
+    #: When some image id does not name its video: the frames per video of the official
+    #: evaluation, which cuts the sorted frames into videos by position; None: an error.
+    frames_per_video: int | None = None
 
-    def video(self, image_id: str, where: Path) -> str:
-        """The video an image id belongs to; an id of another form is an input error."""
-        video = self.video_of(image_id)
-        if video is None:
-            raise InputError(f"image id {image_id!r} does not have the form {self.id_form}, "
-                             "which names its video", path=where)
-        return video
+    def videos(self, image_ids: Sequence[str], where: Path) -> list[str]:
+        """The video of each image id (``image_ids`` sorted)."""
+        named = [self.video_of(i) for i in image_ids]
+        if all(v is not None for v in named):
+            return [str(v) for v in named]
+        odd = image_ids[named.index(None)]
+        if self.frames_per_video is None:
+            raise InputError(f"image id {odd!r} does not have the form {self.id_form}, which "
+                             "names its video", path=where)
+        groups = np.array_split(np.arange(len(image_ids)),
+                                max(len(image_ids) // self.frames_per_video, 1))
+        note(f"image id {odd!r} does not have the form {self.id_form}; frames cut into "
+             f"{len(groups)} videos of {self.frames_per_video} by position (sorted ids), as the "
+             "official evaluation does", path=where)
+        out = [""] * len(image_ids)
+        for k, group in enumerate(groups):
+            for i in group.tolist():
+                out[i] = f"{k + 1:0{self.video_digits}d}"
+        return out
 
 
 _Index = dict[str, list[tuple[str, str, str | None, list[Any]]]]
@@ -116,14 +131,14 @@ def _index(path: Path, mtime_ns: int, naming: FlatNaming) -> tuple[_Index, Any, 
         sizes = {str(im["id"]): (int(im["height"]), int(im["width"])) for im in images
                  if "height" in im and "width" in im}
         anns = sorted(data["annotations"], key=lambda a: str(a["image_id"]))
-        videos: _Index = {}
-        for a in anns:
-            image_id = str(a["image_id"])
-            videos.setdefault(naming.video(image_id, path), []).append(
-                (image_id, str(a["file_name"]), image_files.get(image_id),
-                 a.get("segments_info", [])))
+        entries = [(str(a["image_id"]), str(a["file_name"]), a.get("segments_info", []))
+                   for a in anns]
     except (KeyError, TypeError, ValueError, AttributeError):
         raise InputError(_SHAPE, path=path) from None
+    videos: _Index = {}
+    for video, (image_id, file, info) in zip(naming.videos([e[0] for e in entries], path),
+                                             entries, strict=True):
+        videos.setdefault(video, []).append((image_id, file, image_files.get(image_id), info))
     return videos, data.get("categories"), sizes
 
 
@@ -136,12 +151,12 @@ def _pred_index(folder: Path, json_path: Path, naming: FlatNaming) -> _Index:
         raise InputError(f"pred.json must be {{\"annotations\": [...]}} with one annotation per "
                          f"pan_pred PNG ({len(pngs)})", path=json_path)
     videos: _Index = {}
-    for name, ann in zip(pngs, anns, strict=True):
+    image_ids = [name[: -len(".png")] for name in pngs]
+    for video, image_id, name, ann in zip(naming.videos(image_ids, folder / "pan_pred"),
+                                          image_ids, pngs, anns, strict=True):
         if not isinstance(ann, dict):
             raise InputError(f"annotation {str(ann)[:80]!r} is not an object", path=json_path)
-        image_id = name[: -len(".png")]
-        videos.setdefault(naming.video(image_id, folder / "pan_pred" / name), []).append(
-            (image_id, name, None, ann.get("segments_info", [])))
+        videos.setdefault(video, []).append((image_id, name, None, ann.get("segments_info", [])))
     return videos
 
 
@@ -261,9 +276,20 @@ class FlatCocoFormat:
         return {"all_rgb": frames, "all_rgb_names": tuple(n.rsplit(".", 1)[0] for n in names)}
 
     def open_writer(
-        self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train"
-    ) -> FlatCocoWriter:
-        return FlatCocoWriter(self, Path(root), split, label_space or self.default_label_space())
+        self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train",
+        submission: bool = False,
+    ) -> DatasetWriter:
+        labels = label_space or self.default_label_space()
+        if submission:
+            return FlatSubmissionWriter(self, Path(root), labels)
+        return FlatCocoWriter(self, Path(root), split, labels)
+
+
+def _free_video_name(name: str, digits: int, used: set[str | None]) -> str:
+    """``name`` when it is an unused number of ``digits`` digits, else the next free one."""
+    if name.isdigit() and len(name) == digits and name not in used:
+        return name
+    return next(f"{n:0{digits}d}" for n in range(1, 10**digits) if f"{n:0{digits}d}" not in used)
 
 
 class FlatCocoWriter(DatasetWriter):
@@ -272,7 +298,10 @@ class FlatCocoWriter(DatasetWriter):
     def __init__(self, fmt: FlatCocoFormat, root: Path, split: str, labels: LabelSpace) -> None:
         self.fmt, self.root, self.split, self.labels = fmt, root, split, labels
         self.json_path = root / fmt.naming.json_name(split)
-        self.old: dict[str, Any] = load_json(self.json_path) if self.json_path.is_file() else {}
+        old = load_json(self.json_path) if self.json_path.is_file() else {}
+        if not isinstance(old, dict):
+            raise InputError("the JSON already there is not a JSON object", path=self.json_path)
+        self.old: dict[str, Any] = old
         self.images: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
         self.counter = len(self.old.get("images", []))
@@ -280,11 +309,7 @@ class FlatCocoWriter(DatasetWriter):
         root.mkdir(parents=True, exist_ok=True)
 
     def _video_name(self, name: str) -> str:
-        """The video's own name when it is a number of the right width, else the next free one."""
-        digits = self.fmt.naming.video_digits
-        if not (name.isdigit() and len(name) == digits) or name in self.used:
-            name = next(f"{n:0{digits}d}" for n in range(1, 10**digits)
-                        if f"{n:0{digits}d}" not in self.used)
+        name = _free_video_name(name, self.fmt.naming.video_digits, self.used)
         self.used.add(name)
         return name
 
@@ -320,3 +345,47 @@ class FlatCocoWriter(DatasetWriter):
         write_json(self.json_path, {"images": old_images + self.images,
                                     "annotations": old_anns + self.annotations,
                                     "categories": categories_json(self.labels)})
+
+
+class FlatSubmissionWriter(DatasetWriter):
+    """The submission of mcahny/vps (``tools/test_vpq.py``, read by ``tools/eval_vpq.py``):
+    ``pan_pred/<image id>.png`` and ``pred.json`` = ``{"annotations": [{"segments_info"}]}`` in
+    sorted image-id order, paired with the PNGs by position. Frames keep their names when they
+    are image ids of the data set (predictions of its videos), else get ids as the data set
+    writer names them. Each annotation also carries its ``image_id`` (official readers ignore
+    it), which lets a later run add videos to the same submission."""
+
+    def __init__(self, fmt: FlatCocoFormat, root: Path, labels: LabelSpace) -> None:
+        self.fmt, self.root, self.labels = fmt, root, labels
+        self.json_path = root / "pred.json"
+        self.entries: dict[str, list[Any]] = {}
+        if self.json_path.is_file():
+            old = load_json(self.json_path)
+            anns = old.get("annotations") if isinstance(old, dict) else None
+            if not isinstance(anns, list) or not all(
+                    isinstance(a, dict) and "image_id" in a for a in anns):
+                raise InputError("the pred.json already there does not name its images "
+                                 "(image_id); write the submission into an empty folder",
+                                 path=self.json_path)
+            self.entries = {str(a["image_id"]): a.get("segments_info", []) for a in anns}
+        self.counter = len(self.entries)
+        self.used = {fmt.naming.video_of(i) for i in self.entries}
+        root.mkdir(parents=True, exist_ok=True)
+
+    def write(self, video: Video) -> None:
+        naming, jobs, ids = self.fmt.naming, WriteQueue(), SegmentIds(self.labels)
+        own = all(naming.video_of(n) == video.name for n in video.frame_names)
+        vname = video.name if own else _free_video_name(video.name, naming.video_digits, self.used)
+        self.used.add(vname)
+        for k, (name, index) in enumerate(zip(video.frame_names, video.frame_index, strict=True)):
+            self.counter += 1
+            image_id = name if own else naming.image_id(vname, k, index, self.counter)
+            rgb_ids, info = encode_frame(np.asarray(video.panoptic[k]), ids, self.labels,
+                                         video.name, name)
+            jobs.add(partial(write_png, self.root / "pan_pred" / f"{image_id}.png", rgb_ids))
+            self.entries[image_id] = info
+        jobs.flush()
+
+    def close(self) -> None:
+        write_json(self.json_path, {"annotations": [
+            {"image_id": i, "segments_info": self.entries[i]} for i in sorted(self.entries)]})

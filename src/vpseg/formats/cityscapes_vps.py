@@ -60,6 +60,7 @@ NAMING = FlatNaming(
     first_frame=4,
     all_rgb=_all_rgb,
     id_form="<video %04d>_<counter>_<city>_<sequence>_<frame>",
+    frames_per_video=6,  # tools/eval_vpq.py: np.array_split(frames, len(frames) // 6)
 )
 
 CITYSCAPES_VPS = FlatCocoFormat("cityscapes-vps", "cityscapes-vps", NAMING, annotation_stride=5)

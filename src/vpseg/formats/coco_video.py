@@ -235,10 +235,11 @@ class NestedCocoFormat:
         )
 
     def open_writer(
-        self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train"
+        self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train",
+        submission: bool = False,
     ) -> NestedCocoWriter:
         labels = label_space or self.default_label_space()
-        return NestedCocoWriter(self, Path(root), split, labels)
+        return NestedCocoWriter(self, Path(root), split, labels, submission)
 
 
 def _first_listed(parsed: _Frames, tracks: Tracks, labels: LabelSpace) -> int | None:
@@ -264,10 +265,16 @@ def _pick(
 
 
 class NestedCocoWriter(DatasetWriter):
-    """Writes PNGs and images per video; the JSON (merged with one already there) on close."""
+    """Writes PNGs and images per video; the JSON (merged with one already there) on close.
 
-    def __init__(self, fmt: NestedCocoFormat, root: Path, split: str, labels: LabelSpace) -> None:
+    With ``submission``: ``pan_pred/<video>/<frame>.png`` and ``pred.json`` (ClipPanoFCN's
+    ``eval_net_video.py`` output, read by ``eval_vpq_vspw.py`` and ``eval_stq_vspw.py``: PNGs
+    by the ground truth's file names, each video's frame entries by position), no images."""
+
+    def __init__(self, fmt: NestedCocoFormat, root: Path, split: str, labels: LabelSpace,
+                 submission: bool = False) -> None:
         self.fmt, self.root, self.split, self.labels = fmt, root, split, labels
+        self.submission = submission
         self.root.mkdir(parents=True, exist_ok=True)
         self.videos: list[dict[str, Any]] = []
         self.annotations: list[dict[str, Any]] = []
@@ -275,12 +282,12 @@ class NestedCocoWriter(DatasetWriter):
     def write(self, video: Video) -> None:
         ids = SegmentIds(self.labels)
         images, annotations, jobs = [], [], WriteQueue()
-        masks = self.root / self.fmt.mask_dir / video.name
+        masks = self.root / ("pan_pred" if self.submission else self.fmt.mask_dir) / video.name
         for i, name in enumerate(video.frame_names):
             pan = np.asarray(video.panoptic[i])
             rgb_ids, info = encode_frame(pan, ids, self.labels, video.name, name)
             jobs.add(partial(write_png, masks / f"{name}.png", rgb_ids))
-            if video.rgb is not None:
+            if video.rgb is not None and not self.submission:
                 jobs.add(partial(write_jpeg, self.root / "images" / video.name / f"{name}.jpg",
                                     np.asarray(video.rgb[i])))
             images.append({"id": name, "width": pan.shape[1], "height": pan.shape[0],
@@ -291,13 +298,20 @@ class NestedCocoWriter(DatasetWriter):
         self.annotations.append({"video_id": video.name, "annotations": annotations})
 
     def close(self) -> None:
-        path = self.root / f"{self.fmt.json_stem}.json"
+        path = self.root / ("pred.json" if self.submission else f"{self.fmt.json_stem}.json")
         new = {v["video_id"] for v in self.videos}
-        old: dict[str, Any] = load_json(path) if path.is_file() else {}
-        if old and labels_from_categories(old.get("categories"), path, None).ids != self.labels.ids:
+        old = load_json(path) if path.is_file() else {}
+        if not isinstance(old, dict):
+            raise InputError("the JSON already there is not a JSON object", path=path)
+        if old.get("categories") is not None and labels_from_categories(
+                old.get("categories"), path, None).ids != self.labels.ids:
             raise InputError("the JSON already there has other categories", path=path)
-        keep = [v for v in old.get("videos", []) if v.get("video_id") not in new]
         keep_ann = [a for a in old.get("annotations", []) if a.get("video_id") not in new]
+        if self.submission:  # official readers take "annotations"; vpseg also the categories
+            write_json(path, {"annotations": keep_ann + self.annotations,
+                              "categories": categories_json(self.labels)})
+            return
+        keep = [v for v in old.get("videos", []) if v.get("video_id") not in new]
         write_json(path, {"videos": keep + self.videos, "annotations": keep_ann + self.annotations,
                           "categories": categories_json(self.labels)})
         write_split_file(self.root / f"{self.split}.txt", [v["video_id"] for v in self.videos])

@@ -189,28 +189,35 @@ class StepFormat:
                                 _video_dir(image_dir(root, split), video))
 
     def open_writer(
-        self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train"
+        self, root: str | Path, *, label_space: LabelSpace | None = None, split: str = "train",
+        submission: bool = False,
     ) -> StepWriter:
         default = self.default_label_space()
-        return StepWriter(Path(root), split, label_space or default, default)
+        return StepWriter(Path(root), split, label_space or default, default, submission)
 
 
 class StepWriter(DatasetWriter):
-    """Writes ``images/<split>/<seq>/`` and ``panoptic_maps/<split>/<seq>/``."""
+    """Writes ``images/<split>/<seq>/`` and ``panoptic_maps/<split>/<seq>/``; with
+    ``submission``, only ``<seq>/<frame>.png`` (what deeplab2's STEP tools read and write)."""
 
-    def __init__(self, root: Path, split: str, labels: LabelSpace, default: LabelSpace) -> None:
+    def __init__(self, root: Path, split: str, labels: LabelSpace, default: LabelSpace,
+                 submission: bool = False) -> None:
         self.root, self.split, self.labels, self.default = Path(root), split, labels, default
+        self.submission = submission
         self.root.mkdir(parents=True, exist_ok=True)
         save_label_space(self.root, labels, default)
 
     def write(self, video: Video) -> None:
-        out = self.root / "panoptic_maps" / self.split / video.name
-        images = self.root / "images" / self.split / video.name
+        if self.submission:
+            out, images = self.root / video.name, None
+        else:
+            out = self.root / "panoptic_maps" / self.split / video.name
+            images = self.root / "images" / self.split / video.name
         jobs = WriteQueue()
         for i, name in enumerate(video.frame_names):
             pan = np.asarray(video.panoptic[i])
             jobs.add(partial(write_png, out / f"{name}.png", encode(pan, self.labels, video.name, name)))
-            if video.rgb is not None:
+            if video.rgb is not None and images is not None:
                 jobs.add(partial(write_png, images / f"{name}.png", np.asarray(video.rgb[i])))
         jobs.flush()
 
