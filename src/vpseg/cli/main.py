@@ -195,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-scale", type=float,
                    help="resize frames by this factor for the network (default: the checkpoint's)")
     p.add_argument("--no-overlay", action="store_true", help="write no overlay MP4s")
+    p.add_argument("--submission", action="store_true",
+                   help="write the benchmark's submission layout of --format (docs/formats.md)")
     p.add_argument("--fps", type=float, default=10.0)
     p.set_defaults(func=model_commands.segment)
 

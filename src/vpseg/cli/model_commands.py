@@ -17,6 +17,7 @@ import numpy as np
 from vpseg._atomic import write_json, write_text
 from vpseg.core.labels import LabelSpace, load_label_space
 from vpseg.core.video import Video
+from vpseg.cli._outputs import check_output_folder, staged_folder
 from vpseg.errors import InputError
 from vpseg.formats import Format, get_format
 
@@ -225,7 +226,8 @@ def input_videos(path: str, fmt_name: str | None, split: str | None) -> list[Inp
 def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, fmt: Format, *,
                    tracker_name: str = "hila", clip: int | None = None, split: str = "val",
                    overlay: bool = True, fps: float = 10.0, progress: bool = True,
-                   post: PostProcess | None = None) -> tuple[LabelSpace, list[str]]:
+                   post: PostProcess | None = None, submission: bool = False,
+                   ) -> tuple[LabelSpace, list[str]]:
     """Segment ``videos`` with a checkpoint; write panoptic frames in ``fmt`` (and overlay MP4s
     under ``out/overlay/``). Returns the label space and the video names."""
     import torch
@@ -249,7 +251,7 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
         tracker = make_tracker(tracker_name)
     except KeyError as exc:
         raise InputError(str(exc.args[0])) from None
-    with fmt.open_writer(out, label_space=labels, split=split) as writer:
+    with fmt.open_writer(out, label_space=labels, split=split, submission=submission) as writer:
         for video in videos:
             frames = segment_frames(model, video.frames(), labels, tracker, clip=t, post=post)
             bar = tqdm(frames, total=len(video.frame_names), desc=video.name, unit="frame",
@@ -270,12 +272,20 @@ def segment(args: argparse.Namespace) -> int:
 
     if args.input_scale is not None and args.input_scale <= 0:
         raise InputError("--input-scale must be > 0")
-    videos = input_videos(args.input, args.input_format, args.split)
+    if not 0 < args.fps <= 1000:
+        raise InputError(f"--fps must be in (0, 1000], got {args.fps:g}")
+    if not Path(args.input).exists():
+        raise InputError("no such file or folder", path=args.input)
+    if not Path(args.checkpoint).is_file():
+        raise InputError("checkpoint not found", path=args.checkpoint)
     fmt = _format(args.format)
+    check_output_folder(args.out, "--out", [args.input])
+    videos = input_videos(args.input, args.input_format, args.split)
     post = None if args.input_scale is None else PostProcess(input_scale=args.input_scale)
-    segment_videos(videos, args.checkpoint, Path(args.out), fmt, tracker_name=args.tracker,
-                   clip=args.clip, split=args.out_split, overlay=not args.no_overlay, fps=args.fps,
-                   post=post)
+    with staged_folder(args.out, "--out", [args.input]) as stage:
+        segment_videos(videos, args.checkpoint, stage, fmt, tracker_name=args.tracker,
+                       clip=args.clip, split=args.out_split, overlay=not args.no_overlay,
+                       fps=args.fps, post=post, submission=args.submission)
     print(f"segmented {len(videos)} video(s) -> {args.out} ({fmt.name})"
           + ("" if args.no_overlay else f", overlays in {Path(args.out) / 'overlay'}"))
     return 0
