@@ -14,7 +14,7 @@ def test_reallocating_big_tensors_faults_no_new_pages() -> None:
     # in a fresh process: the thresholds are process-wide and stay once set
     code = (
         "import resource, sys, torch\n"
-        "from vpseg.engine.allocator import keep_freed_memory\n"
+        "from vpseg._allocator import keep_freed_memory\n"
         "if sys.argv[1] == '1': assert keep_freed_memory()\n"
         "def work():\n"
         "    for _ in range(20):\n"

@@ -116,3 +116,25 @@ def test_lut_and_step_decode_equal_the_numpy_versions(data):
         assert a[1] == b[1]
         if a[1] < 1000:
             assert np.array_equal(ca[3], cb[3])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.data())
+def test_indexed_pair_table_equals_the_pixel_one(data):
+    from vpseg.core.video import IndexedFrame
+    from vpseg.metrics.tables import pair_table_indexed
+
+    h, w = data.draw(st.integers(1, 10)), data.draw(st.integers(1, 10))
+
+    def indexed() -> IndexedFrame:  # ids may repeat (two stuff segments of one class)
+        ids = np.asarray(data.draw(st.lists(st.integers(0, 5000), min_size=1, max_size=5)),
+                         dtype=np.int32)
+        index = data.draw(st.lists(st.integers(0, len(ids) - 1), min_size=h * w, max_size=h * w))
+        return IndexedFrame(np.asarray(index, dtype=np.uint8).reshape(h, w), ids)
+
+    gt, pred = indexed(), indexed()
+    for compiled in (True, False):
+        use_numba(compiled)
+        a, b = pair_table_indexed(gt, pred), pair_table(np.asarray(gt), np.asarray(pred))
+        for name in a.__dataclass_fields__:
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name

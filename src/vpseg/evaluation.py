@@ -22,15 +22,16 @@ import numpy as np
 from tqdm import tqdm
 
 from vpseg import __version__
+from vpseg._allocator import keep_freed_memory
 from vpseg.core.labels import LabelSpace
-from vpseg.core.video import Video
+from vpseg.core.video import IndexedFrames, Video
 from vpseg.errors import InputError, Note, note
 from vpseg.flow import optical_flow, warp_labels
 from vpseg.formats import Format, get_format
 from vpseg.metrics.pq import PQStats, match_table
 from vpseg.metrics.semantic import ConfusionAccumulator, VCAccumulator
 from vpseg.metrics.stq import STQAccumulator
-from vpseg.metrics.tables import pair_table
+from vpseg.metrics.tables import PairTable, pair_table, pair_table_indexed
 from vpseg.metrics.tc import TCAccumulator
 from vpseg.metrics.tracking import TrackingAccumulator
 from vpseg.metrics.vpq import VPQAccumulator
@@ -169,11 +170,38 @@ class Accumulators:
         return {name: v for name, v in table.items() if v}
 
 
-def _check_frame(gt: np.ndarray, pred: np.ndarray, video: Video, pred_video: Video, i: int) -> None:
-    if gt.shape != pred.shape:
+def _check_frame(gt_shape: tuple[int, ...], pred_shape: tuple[int, ...], video: Video,
+                 pred_video: Video, i: int) -> None:
+    if gt_shape != pred_shape:
         where = pred_video.sources[i] if pred_video.sources else f"{pred_video.name}"
-        raise InputError(f"prediction is {pred.shape[0]}x{pred.shape[1]}, ground truth "
-                         f"{gt.shape[0]}x{gt.shape[1]}", path=where, frame=video.frame_names[i])
+        raise InputError(f"prediction is {pred_shape[0]}x{pred_shape[1]}, ground truth "
+                         f"{gt_shape[0]}x{gt_shape[1]}", path=where, frame=video.frame_names[i])
+
+
+class _Frame:
+    """Frame ``i`` of a video, read once: the indexed form where the reader gives one (the
+    pair table is counted on it), the ``(H, W)`` int32 ids only if a metric needs pixels."""
+
+    def __init__(self, video: Video, i: int) -> None:
+        frames = video.panoptic
+        self.indexed = frames.indexed(i) if isinstance(frames, IndexedFrames) else None
+        self._pixels = None if self.indexed is not None else np.asarray(frames[i])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.indexed.shape if self.indexed is not None else self.pixels.shape
+
+    @property
+    def pixels(self) -> np.ndarray:
+        if self._pixels is None:
+            self._pixels = np.asarray(self.indexed)
+        return self._pixels
+
+
+def _table(g: _Frame, p: _Frame) -> PairTable:
+    if g.indexed is not None and p.indexed is not None:
+        return pair_table_indexed(g.indexed, p.indexed)
+    return pair_table(g.pixels, p.pixels)
 
 
 def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfig) -> Accumulators:
@@ -185,23 +213,23 @@ def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfi
                          "ground truth", path=gt.sources[0] if gt.sources else gt.name)
     previous: tuple[np.ndarray, np.ndarray] | None = None  # TC: last frame's RGB and prediction
     for i in range(len(gt)):
-        g, p = np.asarray(gt.panoptic[i]), np.asarray(pred.panoptic[i])
-        _check_frame(g, p, gt, pred, i)
+        g, p = _Frame(gt, i), _Frame(pred, i)
+        _check_frame(g.shape, p.shape, gt, pred, i)
         if acc.tc is not None and gt.rgb is not None:
             rgb = np.asarray(gt.rgb[i])
             if previous is not None and gt.frame_index[i] == gt.frame_index[i - 1] + 1:
                 flow = optical_flow(previous[0], rgb, backend=config.flow_backend,
                                     max_side=config.flow_max_side, weights=config.flow_weights)
-                warped = warp_labels(p // div, flow, fill=labels.ignore_label)
+                warped = warp_labels(p.pixels // div, flow, fill=labels.ignore_label)
                 acc.tc.update(previous[1] // div, warped, gt.name)
-            previous = (rgb, p)
-        table = pair_table(g, p)
+            previous = (rgb, p.pixels)
+        table = _table(g, p)
         if acc.stq is not None:
             quirk = gt.meta.get("first_listed") if config.stq_vipseg_wrapper else None
             if isinstance(quirk, int):
                 # VIPSeg's wrapper gives the video's first-listed segment instance 0: crowd
-                crowd = np.where(g == quirk, quirk - quirk % div, g)
-                acc.stq.update(pair_table(crowd, p), gt.name)
+                crowd = np.where(g.pixels == quirk, quirk - quirk % div, g.pixels)
+                acc.stq.update(pair_table(crowd, p.pixels), gt.name)
             else:
                 acc.stq.update(table, gt.name)
         if acc.vpq is not None and i % config.vpq_stride == 0:
@@ -211,7 +239,7 @@ def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfi
         if acc.semantic is not None:
             acc.semantic.update(table)
         if acc.vc is not None:
-            acc.vc.update(g // div, p // div, gt.name)
+            acc.vc.update(g.pixels // div, p.pixels // div, gt.name)
         if acc.tracking is not None:
             acc.tracking.update(table, gt.name)
         acc.frames += 1
@@ -347,7 +375,7 @@ def evaluate(
         for acc in bar(results, total=len(jobs), desc="eval", unit="video", disable=not show):
             total = acc if total is None else total.merge(acc)
     elif workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, initializer=keep_freed_memory) as pool:
             results = pool.map(_evaluate_one, jobs)
             for acc in bar(results, total=len(jobs), desc="eval", unit="video", disable=not show):
                 total = acc if total is None else total.merge(acc)

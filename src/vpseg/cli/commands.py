@@ -11,14 +11,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
+from vpseg._allocator import keep_freed_memory
 from vpseg._atomic import write_json
 from vpseg.cli._outputs import check_output_file, check_output_folder, staged_folder
 from vpseg.core.labels import LabelSpace, load_label_space
-from vpseg.core.synthetic import SynthConfig, generate, world_classes
 from vpseg.core.video import LazyFrames, Video
 from vpseg.errors import InputError, note
 from vpseg.evaluation import METRIC_FAMILIES, VPQ_PRESETS, EvalConfig, evaluate
@@ -26,6 +27,9 @@ from vpseg.evaluation_report import format_results
 from vpseg.formats import FORMATS, Format, get_format
 from vpseg.info import format_table, summarize
 from vpseg.viz import render_frames, write_mp4, write_pngs
+
+if TYPE_CHECKING:
+    from vpseg.core.synthetic import SynthConfig
 
 
 def format_names() -> list[str]:
@@ -61,6 +65,8 @@ def _videos(fmt: Format, root: str, split: str | None, labels: LabelSpace | None
 def synthesize(out: Path, fmt: Format, cfg: SynthConfig, *, videos: int, seed: int,
                split: str, labels: LabelSpace | None = None, submission: bool = False) -> None:
     """Write ``videos`` synthetic videos into ``out`` in ``fmt``'s layout and label space."""
+    from vpseg.core.synthetic import generate, world_classes
+
     labels = labels or fmt.default_label_space()
     try:
         world_classes(labels)
@@ -96,6 +102,8 @@ def _sparsify(video: Video, stride: int) -> Video:
 
 
 def synth(args: argparse.Namespace) -> int:
+    from vpseg.core.synthetic import SynthConfig
+
     fmt = _format(args.format)
     if not 1 <= args.videos <= 100_000:
         raise InputError(f"--videos must be in 1..100000, got {args.videos}")
@@ -245,6 +253,7 @@ def eval_(args: argparse.Namespace) -> int:
                         stq_vipseg_wrapper=args.stq_vipseg_wrapper)
     if args.json:
         check_output_file(args.json, "--json", inputs=[args.gt, args.pred])
+    keep_freed_memory()  # every decoded frame reuses the last one's pages (vpseg._allocator)
     result = evaluate(fmt, args.gt, args.pred, config, split=args.split,
                       label_space=_labels(args.label_space), workers=args.workers,
                       dask=args.dask, gt_json=args.gt_json, pred_json=args.pred_json)

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vpseg._atomic import write_json, write_text
+from vpseg.cli._outputs import check_output_folder, staged_folder
 from vpseg.core.labels import LabelSpace, load_label_space
 from vpseg.core.video import Video
-from vpseg.cli._outputs import check_output_folder, staged_folder
 from vpseg.errors import InputError
 from vpseg.formats import Format, get_format
 
@@ -233,7 +233,7 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
     import torch
     from tqdm import tqdm
 
-    from vpseg.engine.allocator import keep_freed_memory
+    from vpseg._allocator import keep_freed_memory
     from vpseg.engine.inference import PostProcess, segment_frames
     from vpseg.engine.train import load_model
     from vpseg.tracking import make_tracker

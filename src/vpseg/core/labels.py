@@ -53,6 +53,8 @@ class LabelSpace:
     ignore_label: int = 255
     label_divisor: int = 1000
     _by_id: dict[int, Category] = field(init=False, repr=False, compare=False)
+    _ids: tuple[int, ...] = field(init=False, repr=False, compare=False)
+    _thing_ids: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_id: dict[int, Category] = {}
@@ -69,6 +71,9 @@ class LabelSpace:
         if self.label_divisor < 2:
             raise ValueError(f"label space {self.name!r}: label divisor must be >= 2")
         object.__setattr__(self, "_by_id", by_id)
+        # the id lists are asked for per frame by the metrics: computed once
+        object.__setattr__(self, "_ids", tuple(c.id for c in self.categories))
+        object.__setattr__(self, "_thing_ids", tuple(c.id for c in self.categories if c.isthing))
 
     # -- look-ups -------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -82,11 +87,11 @@ class LabelSpace:
 
     @property
     def ids(self) -> tuple[int, ...]:
-        return tuple(c.id for c in self.categories)
+        return self._ids
 
     @property
     def thing_ids(self) -> tuple[int, ...]:
-        return tuple(c.id for c in self.categories if c.isthing)
+        return self._thing_ids
 
     @property
     def stuff_ids(self) -> tuple[int, ...]:
@@ -94,7 +99,7 @@ class LabelSpace:
 
     @property
     def max_id(self) -> int:
-        return max(self.ids)
+        return max(self._ids)
 
     def is_thing(self, category_id: int) -> bool:
         cat = self._by_id.get(category_id)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-from scipy import ndimage
 
 from vpseg.core.labels import LabelSpace
 from vpseg.errors import InputError
@@ -78,6 +77,8 @@ def segment_areas(pan: np.ndarray) -> dict[int, int]:
 
 def segment_boxes(pan: np.ndarray) -> dict[int, tuple[int, int, int, int]]:
     """Tight box ``(x0, y0, x1, y1)`` (exclusive ends) of every panoptic id in ``pan``."""
+    from scipy import ndimage  # imported here: scipy costs ~0.1 s, and most commands never box
+
     pan = np.asarray(pan)
     ids, inverse = np.unique(pan, return_inverse=True)
     # find_objects labels from 1; one pass over the pixels for all segments.

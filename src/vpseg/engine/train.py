@@ -20,9 +20,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from vpseg._allocator import keep_freed_memory
 from vpseg.core.labels import LabelSpace
 from vpseg.engine import distributed
-from vpseg.engine.allocator import keep_freed_memory
 from vpseg.engine.data import collate
 from vpseg.engine.trainer import TrainConfig, Trainer
 from vpseg.models.losses import KMaXLoss, LossWeights, make_targets

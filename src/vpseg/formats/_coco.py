@@ -23,6 +23,7 @@ import numpy as np
 
 from vpseg.core.labels import LabelSpace
 from vpseg.core.panoptic import PANOPTIC_DTYPE, segment_boxes
+from vpseg.core.video import IndexedFrame
 from vpseg.errors import InputError
 from vpseg.formats._common import read_json
 from vpseg.formats._kernels import coco_decode
@@ -35,6 +36,7 @@ __all__ = [
     "segments_of",
     "assign_tracks",
     "decode_frame",
+    "decode_indexed",
     "encode_frame",
     "SegmentIds",
     "labels_from_categories",
@@ -130,15 +132,16 @@ def assign_tracks(
     return out
 
 
-def decode_frame(
+def decode_indexed(
     path: Path,
     frame: str,
     segments: Sequence[Segment],
     tracks: Tracks,
     labels: LabelSpace,
-) -> np.ndarray:
-    """Read one RGB-id PNG and map its segment ids to ``(H, W)`` int32 panoptic ids, in one
-    pass over the pixels (``vpseg.formats._kernels``).
+) -> IndexedFrame:
+    """Read one RGB-id PNG as an ``IndexedFrame``: per pixel, the position of its segment in
+    this frame's list (0 = void), found in one pass (``vpseg.formats._kernels``); an id that the
+    JSON does not list is an error.
 
     The class comes from this frame's ``segments_info`` (a track may change class), the
     instance from ``tracks``; crowd and stuff segments get instance 0 (stuff keeps an
@@ -147,18 +150,30 @@ def decode_frame(
     bgr = read_label_png(path, modes=("RGB",), frame=frame, what="panoptic PNG")
     div = labels.label_divisor
     keys = np.empty(len(segments) + 1, dtype=np.int64)
-    values = np.empty(len(segments) + 1, dtype=np.int32)
-    keys[0], values[0] = 0, labels.ignore_label * div
+    ids = np.empty(len(segments) + 1, dtype=PANOPTIC_DTYPE)
+    keys[0], ids[0] = 0, labels.ignore_label * div
     for j, seg in enumerate(segments, start=1):
         thing = labels.is_thing(seg.category_id) and not seg.iscrowd
         instance = tracks.get((seg.id, seg.category_id), 0) if thing else (seg.instance_id or 0)
-        keys[j], values[j] = seg.id, seg.category_id * div + instance
-    out = np.empty(bgr.shape[:2], dtype=PANOPTIC_DTYPE)
-    unknown = coco_decode(bgr, keys, values, out)
+        keys[j], ids[j] = seg.id, seg.category_id * div + instance
+    dtype = np.uint8 if len(keys) <= 256 else np.uint16
+    index = np.empty(bgr.shape[:2], dtype=dtype)
+    unknown = coco_decode(bgr, keys, np.arange(len(keys), dtype=dtype), index)
     if unknown >= 0:
         raise InputError(f"segment id {unknown} is in the PNG but not in the JSON's "
                          "segments_info", path=path, frame=frame)
-    return out
+    return IndexedFrame(index, ids)
+
+
+def decode_frame(
+    path: Path,
+    frame: str,
+    segments: Sequence[Segment],
+    tracks: Tracks,
+    labels: LabelSpace,
+) -> np.ndarray:
+    """Read one RGB-id PNG as ``(H, W)`` int32 panoptic ids (``decode_indexed``)."""
+    return np.asarray(decode_indexed(path, frame, segments, tracks, labels))
 
 
 class SegmentIds:

@@ -29,13 +29,13 @@ import numpy as np
 
 from vpseg._atomic import write_json
 from vpseg.core.labels import LabelSpace, get_label_space
-from vpseg.core.video import LazyFrames, Video
+from vpseg.core.video import IndexedFrames, LazyFrames, Video
 from vpseg.errors import InputError, note
 from vpseg.formats._coco import (
     SegmentIds,
     assign_tracks,
     categories_json,
-    decode_frame,
+    decode_indexed,
     encode_frame,
     labels_from_categories,
     load_json,
@@ -247,7 +247,7 @@ class FlatCocoFormat:
         base = numbers[0] - self.naming.first_frame
         return Video(
             name=video,
-            panoptic=LazyFrames([partial(decode_frame, p, i, s, to_panoptic, labels)
+            panoptic=IndexedFrames([partial(decode_indexed, p, i, s, to_panoptic, labels)
                                  for i, p, s in parsed]),
             label_space=labels,
             frame_index=tuple(n - base for n in numbers),

@@ -6,7 +6,8 @@ pixel costs one lookup, skipped when it repeats the previous pixel's value (segm
 along a row). A pixel whose value is not known stops the pass and is returned for the error
 message, so unknown ids are checked in the same pass.
 
-Inputs are arrays as OpenCV decodes them: 8-bit colour images in B, G, R channel order.
+Inputs are C-contiguous arrays as OpenCV decodes them: 8-bit colour images in B, G, R channel
+order; ``out`` is a C-contiguous int32 array of the frame's size.
 """
 
 from __future__ import annotations
@@ -37,25 +38,25 @@ def _coco_loop(bgr: np.ndarray, keys: np.ndarray, values: np.ndarray, out: np.nd
             s = (s + 1) & (size - 1)
         table_key[s] = keys[j]
         table_value[s] = values[j]
-    height, width = out.shape
+    src = bgr.reshape(-1)  # flat indexing: ~1.4x faster than [y, x, c] here
+    dst = out.reshape(-1)
     last = np.int64(-1)
     value = np.int32(0)
-    for y in range(height):
-        for x in range(width):
-            v = (np.int64(bgr[y, x, 2]) | (np.int64(bgr[y, x, 1]) << 8)
-                 | (np.int64(bgr[y, x, 0]) << 16))
-            if v != last:
-                s = np.int64((np.uint64(v) * _GOLDEN) >> shift)
-                while True:
-                    k = table_key[s]
-                    if k == v:
-                        value = table_value[s]
-                        break
-                    if k == -1:
-                        return v
-                    s = (s + 1) & (size - 1)
-                last = v
-            out[y, x] = value
+    for i in range(dst.size):
+        v = (np.int64(src[3 * i + 2]) | (np.int64(src[3 * i + 1]) << 8)
+             | (np.int64(src[3 * i]) << 16))
+        if v != last:
+            s = np.int64((np.uint64(v) * _GOLDEN) >> shift)
+            while True:
+                k = table_key[s]
+                if k == v:
+                    value = table_value[s]
+                    break
+                if k == -1:
+                    return v
+                s = (s + 1) & (size - 1)
+            last = v
+        dst[i] = value
     return -1
 
 
@@ -84,18 +85,18 @@ coco_decode = Kernel(_coco_loop, _coco_numpy)
 
 
 def _lut_loop(values: np.ndarray, lut: np.ndarray, out: np.ndarray) -> int:
-    height, width = out.shape
+    src = values.reshape(-1)
+    dst = out.reshape(-1)
     last = np.int64(-1)
     current = np.int32(0)
-    for y in range(height):
-        for x in range(width):
-            v = np.int64(values[y, x])
-            if v != last:
-                current = lut[v]
-                if current < 0:
-                    return v
-                last = v
-            out[y, x] = current
+    for i in range(dst.size):
+        v = np.int64(src[i])
+        if v != last:
+            current = lut[v]
+            if current < 0:
+                return v
+            last = v
+        dst[i] = current
     return -1
 
 
@@ -118,23 +119,23 @@ lut_decode = Kernel(_lut_loop, _lut_numpy)
 
 def _step_loop(bgr: np.ndarray, valid: np.ndarray, divisor: int,
                out: np.ndarray) -> tuple[int, int]:
-    height, width = out.shape
+    src = bgr.reshape(-1)
+    dst = out.reshape(-1)
     last = np.int64(-1)
     current = np.int32(0)
     top = np.int64(0)
-    for y in range(height):
-        for x in range(width):
-            b, g, r = np.int64(bgr[y, x, 0]), np.int64(bgr[y, x, 1]), np.int64(bgr[y, x, 2])
-            v = (r << 16) | (g << 8) | b
-            if v != last:
-                if not valid[r]:
-                    return r, top
-                instance = (g << 8) | b
-                if instance > top:
-                    top = instance
-                current = np.int32(r * divisor + instance)
-                last = v
-            out[y, x] = current
+    for i in range(dst.size):
+        b, g, r = np.int64(src[3 * i]), np.int64(src[3 * i + 1]), np.int64(src[3 * i + 2])
+        v = (r << 16) | (g << 8) | b
+        if v != last:
+            if not valid[r]:
+                return r, top
+            instance = (g << 8) | b
+            if instance > top:
+                top = instance
+            current = np.int32(r * divisor + instance)
+            last = v
+        dst[i] = current
     return -1, top
 
 

@@ -154,7 +154,7 @@ def read_label_png(
         except (OSError, ValueError, SyntaxError) as exc:
             raise InputError(f"cannot decode {what}: {exc}", path=path, frame=frame) from None
         if header.mode == "RGB":
-            array = array[..., ::-1]
+            array = np.ascontiguousarray(array[..., ::-1])
     if array.shape[:2] != (header.height, header.width):
         raise InputError(f"cannot decode {what}: decoded {array.shape[0]}x{array.shape[1]}, "
                          f"header says {header.height}x{header.width}", path=path, frame=frame)

@@ -36,7 +36,7 @@ import numpy as np
 
 from vpseg._atomic import write_json
 from vpseg.core.labels import LabelSpace, get_label_space
-from vpseg.core.video import LazyFrames, Video
+from vpseg.core.video import IndexedFrames, Video
 from vpseg.errors import InputError
 from vpseg.formats import _vipseg_raw
 from vpseg.formats._coco import (
@@ -45,7 +45,7 @@ from vpseg.formats._coco import (
     Tracks,
     assign_tracks,
     categories_json,
-    decode_frame,
+    decode_indexed,
     encode_frame,
     labels_from_categories,
     load_json,
@@ -220,12 +220,12 @@ class NestedCocoFormat:
         size = check_frame_sizes(files, ("RGB",), "panoptic PNG")
         _check_json_size(sizes.get(video, {}), parsed, size, files)
         to_panoptic = assign_tracks([segs for _, segs in parsed], labels, json_path, video)
-        loaders = [partial(decode_frame, f, stem, segs, to_panoptic, labels)
+        loaders = [partial(decode_indexed, f, stem, segs, to_panoptic, labels)
                    for f, (stem, segs) in zip(files, parsed, strict=True)]
         images = root / "images" / video
         return Video(
             name=video,
-            panoptic=LazyFrames(loaders),
+            panoptic=IndexedFrames(loaders),
             label_space=labels,
             frame_index=tuple(frame_number(stem, i) for i, (stem, _) in enumerate(parsed)),
             frame_names=tuple(stem for stem, _ in parsed),

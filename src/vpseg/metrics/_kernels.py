@@ -5,6 +5,9 @@ with its pixel count. The compiled loop keeps the pairs in an open-addressing ha
 skips the lookup while a pixel repeats the previous pixel's pair (segments come in runs along a
 row), so a frame costs one read of both arrays. The numpy version compacts the ids with a
 bincount (a sort for very large ids) and counts combined keys.
+
+``index_pair_counts`` does the same for frames given as small per-pixel indexes
+(``vpseg.core.video.IndexedFrame``): a dense ``(G, P)`` table, one or two bytes read a pixel.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import numpy as np
 
 from vpseg._jit import Kernel
 
-__all__ = ["pair_counts"]
+__all__ = ["pair_counts", "index_pair_counts"]
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -118,3 +121,31 @@ def _pairs_numpy(gt: np.ndarray, pred: np.ndarray
 
 
 pair_counts = Kernel(_pairs_loop, _pairs_numpy)
+
+
+def _index_pairs_loop(gt: np.ndarray, pred: np.ndarray, n_gt: int, n_pred: int) -> np.ndarray:
+    counts = np.zeros(n_gt * n_pred, np.int64)
+    last = np.int64(-1)
+    run = 0
+    for i in range(gt.size):
+        key = np.int64(gt[i]) * n_pred + np.int64(pred[i])
+        if key == last:
+            run += 1
+            continue
+        if last >= 0:
+            counts[last] += run
+        last = key
+        run = 1
+    if last >= 0:
+        counts[last] += run
+    return counts
+
+
+def _index_pairs_numpy(gt: np.ndarray, pred: np.ndarray, n_gt: int, n_pred: int) -> np.ndarray:
+    """``(n_gt * n_pred,)`` int64 pixel counts of every (gt index, pred index) pair, row-major;
+    ``gt`` and ``pred``: ``(N,)`` indexes below ``n_gt`` and ``n_pred``."""
+    key = gt.astype(np.int64) * n_pred + pred
+    return np.bincount(key, minlength=n_gt * n_pred).astype(np.int64)
+
+
+index_pair_counts = Kernel(_index_pairs_loop, _index_pairs_numpy)

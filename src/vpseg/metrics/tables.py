@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vpseg.metrics._kernels import pair_counts
+from vpseg.core.video import IndexedFrame
+from vpseg.metrics._kernels import index_pair_counts, pair_counts
 
-__all__ = ["PairTable", "pair_table", "sum_tables"]
+__all__ = ["PairTable", "pair_table", "pair_table_indexed", "sum_tables"]
 
 @dataclass(frozen=True)
 class PairTable:
@@ -55,10 +56,38 @@ def pair_table(gt: np.ndarray, pred: np.ndarray) -> PairTable:
                                                   np.ascontiguousarray(pred).ravel())
     if negative:
         raise ValueError("panoptic ids must be non-negative")
+    return _from_pairs(pair_g, pair_p, count)
+
+
+#: Largest (G x P) index table counted densely; larger ones go through ``pair_table``.
+_DENSE_INDEX = 1 << 22
+
+
+def pair_table_indexed(gt: IndexedFrame, pred: IndexedFrame) -> PairTable:
+    """``pair_table`` of two ``IndexedFrame`` s, counted on their indexes (same result)."""
+    if gt.shape != pred.shape:
+        raise ValueError(f"ground truth {gt.shape} and prediction {pred.shape} differ in size")
+    n_gt, n_pred = len(gt.ids), len(pred.ids)
+    if n_gt * n_pred > _DENSE_INDEX:
+        return pair_table(np.asarray(gt), np.asarray(pred))
+    if (gt.ids.size and gt.ids.min() < 0) or (pred.ids.size and pred.ids.min() < 0):
+        raise ValueError("panoptic ids must be non-negative")
+    counts = index_pair_counts(np.ascontiguousarray(gt.index).ravel(),
+                               np.ascontiguousarray(pred.index).ravel(), n_gt, n_pred)
+    keys = np.flatnonzero(counts)
+    return _from_pairs(gt.ids[keys // n_pred].astype(np.int64),
+                       pred.ids[keys % n_pred].astype(np.int64), counts[keys])
+
+
+def _from_pairs(pair_g: np.ndarray, pair_p: np.ndarray, count: np.ndarray) -> PairTable:
+    """The table of (gt id, pred id, pixels) triples in any order (an id pair may repeat)."""
     gt_ids, pair_gt = np.unique(pair_g, return_inverse=True)
     pred_ids, pair_pred = np.unique(pair_p, return_inverse=True)
-    order = np.lexsort((pair_pred, pair_gt))  # pairs sorted by (gt, pred), as sum_tables gives
-    pair_gt, pair_pred, count = pair_gt[order], pair_pred[order], count[order]
+    n_pred = max(len(pred_ids), 1)
+    # pairs sorted by (gt, pred), as sum_tables gives them; a repeated pair is summed
+    keys, inverse = np.unique(pair_gt.astype(np.int64) * n_pred + pair_pred, return_inverse=True)
+    count = np.bincount(inverse.ravel(), weights=count, minlength=len(keys)).astype(np.int64)
+    pair_gt, pair_pred = keys // n_pred, keys % n_pred
     gt_area = np.bincount(pair_gt, weights=count, minlength=len(gt_ids))
     pred_area = np.bincount(pair_pred, weights=count, minlength=len(pred_ids))
     # float64 sums of integer counts are exact below 2**53 pixels

@@ -49,12 +49,17 @@ class VPQAccumulator:
             self._recent.clear()
             self._video = video
         self._recent.append(table)
-        seen = len(self._recent)
-        for k in self.ks:
-            if seen >= k:
-                window = sum_tables(list(self._recent)[seen - k:])
-                match_table(window, self.labels, self.stats[k])
-                self.windows[k] += 1
+        recent = list(self._recent)
+        seen = len(recent)
+        window: PairTable | None = None
+        size = 0
+        for k in sorted(set(self.ks)):  # each window extends the next shorter one (exact sums)
+            if seen < k:
+                break
+            window = sum_tables(([] if window is None else [window]) + recent[seen - k:seen - size])
+            size = k
+            match_table(window, self.labels, self.stats[k])
+            self.windows[k] += 1
 
     def merge(self, other: VPQAccumulator) -> VPQAccumulator:
         for k in self.ks:

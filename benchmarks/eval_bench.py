@@ -1,0 +1,200 @@
+"""`vpseg eval` end to end against merely decoding its PNGs, in each official layout.
+
+For each format a synthetic workload is written in the format's own layout (ground truth as
+`vpseg synth` writes it, predictions in the benchmark's submission layout, as `--submission`
+writes them): the ground truth shifted by a few pixels, track ids renamed, some ids switched.
+Then, in the same run and on the same files:
+
+* decode only: every ground-truth and prediction PNG decoded by OpenCV (the fastest decoder
+  here) in this already-started process, with freed memory kept for reuse as `vpseg eval`
+  keeps it (``vpseg._allocator``); nothing else;
+* `vpseg eval GT PRED --format F` with the default metrics, as a user runs it: a new process,
+  interpreter start and imports included, with `--workers 1` and `--workers 2`.
+
+Printed per format: ms per annotated frame of each, their ratio (goal: <= 2 on one worker) and
+the speed-up of two workers. Then peak RSS of `vpseg eval` on one video of 200 and of 2,000
+frames (flat in video length). Repeats alternate the two measurements; medians are printed.
+
+    python benchmarks/eval_bench.py [--repeats 3] [--formats vipseg,kitti-step,...] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vpseg._allocator import keep_freed_memory
+from vpseg.core.labels import LabelSpace
+from vpseg.core.synthetic import SynthConfig, generate_video
+from vpseg.core.video import Video
+from vpseg.formats import get_format
+
+
+@dataclass(frozen=True)
+class Workload:
+    format: str
+    videos: int
+    frames: int  # frames per video (Cityscapes-VPS annotates every 5th)
+    height: int
+    width: int
+    objects: int
+
+
+WORKLOADS = {
+    "vipseg": Workload("vipseg", 10, 24, 720, 1280, 32),  # the issue's 720p VIPSeg workload
+    "kitti-step": Workload("kitti-step", 6, 30, 375, 1242, 16),
+    "cityscapes-vps": Workload("cityscapes-vps", 6, 30, 1024, 2048, 24),
+    "vspw": Workload("vspw", 8, 24, 480, 853, 16),
+}
+
+
+def damaged(video: Video, rng: np.random.Generator) -> Video:
+    """The ground truth shifted by a few pixels, thing ids renamed, some ids switched."""
+    div = video.label_space.label_divisor
+    frames = []
+    for t, gt in enumerate(video.panoptic):
+        pred = np.roll(np.asarray(gt), (t % 3, 2 + t % 2), axis=(0, 1))
+        thing = (pred % div) > 0
+        pred = np.where(thing, pred + 7, pred)
+        if t % 5 == 4 and rng.random() < 0.5:
+            pred = np.where(thing, pred + 1, pred)
+        frames.append(pred.astype(np.int32))
+    return replace(video, panoptic=frames, rgb=None, all_rgb=None, all_rgb_names=())
+
+
+def _sparse(video: Video, stride: int) -> Video:
+    if stride == 1:
+        return video
+    keep = [i for i in range(len(video)) if i % stride == stride - 1]
+    return replace(video, panoptic=[video.panoptic[i] for i in keep],
+                   frame_index=tuple(video.frame_index[i] for i in keep),
+                   frame_names=tuple(video.frame_names[i] for i in keep),
+                   rgb=None if video.rgb is None else [video.rgb[i] for i in keep])
+
+
+def write_workload(w: Workload, root: Path) -> tuple[Path, Path, list[Path]]:
+    """(ground-truth root, prediction root, every label PNG of both)."""
+    fmt = get_format(w.format)
+    labels: LabelSpace = fmt.default_label_space()
+    cfg = SynthConfig(height=w.height, width=w.width, frames=w.frames, objects=w.objects)
+    rng = np.random.default_rng(0)
+    gt, pred = root / "gt", root / "pred"
+    with fmt.open_writer(gt, split="val") as gt_writer, \
+            fmt.open_writer(pred, split="val", submission=True) as pred_writer:
+        for i in range(w.videos):
+            video = generate_video(cfg, labels, 0, i).materialize()
+            if not fmt.holds_instances:
+                video = replace(video, panoptic=[p - p % labels.label_divisor for p in video.panoptic])
+            video = _sparse(video, fmt.annotation_stride)
+            gt_writer.write(video)
+            pred_writer.write(damaged(video, rng))
+    pngs = [p for p in sorted(root.rglob("*.png"))
+            if not any(part in ("images", "img", "img_all", "origin") for part in p.parts)]
+    return gt, pred, pngs
+
+
+def decode_only(files: list[Path]) -> float:
+    keep_freed_memory()  # decoding at its fastest: no page faults for each new frame
+    start = time.perf_counter()
+    for f in files:
+        if cv2.imread(str(f), cv2.IMREAD_UNCHANGED) is None:
+            raise RuntimeError(f"cannot decode {f}")
+    return time.perf_counter() - start
+
+
+# `vpseg eval` itself, then its peak RSS from /proc (VmHWM counts this program only: the
+# rusage of a child also counts the parent's pages it was forked with).
+_PEAK = ("import sys; from vpseg.cli.main import main; rc = main(sys.argv[1:]); "
+         "hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')]; "
+         "print(hwm[0].split()[1] if hwm else -1, file=sys.stderr); sys.exit(rc)")
+
+
+def run_eval(gt: Path, pred: Path, fmt: str, workers: int, *, peak: bool = False
+             ) -> tuple[float, int]:
+    """(wall seconds, peak RSS in KiB or -1) of `vpseg eval` in a fresh process."""
+    args = ["eval", str(gt), str(pred), "--format", fmt, "--split", "val",
+            "--workers", str(workers)]
+    cmd = [sys.executable, "-c", _PEAK, *args] if peak else [
+        sys.executable, "-m", "vpseg.cli.main", *args]
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"vpseg {' '.join(args)} failed:\n{proc.stderr}")
+    return wall, int(proc.stderr.split()[-1]) if peak else -1
+
+
+def measure(w: Workload, repeats: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        gt, pred, pngs = write_workload(w, Path(tmp))
+        frames = len(pngs) // 2
+        decode_only(pngs)  # warm the page cache for both measurements
+        run_eval(gt, pred, w.format, 1)  # and numba's compile cache
+        dec, one, two = [], [], []
+        for _ in range(repeats):
+            dec.append(decode_only(pngs))
+            one.append(run_eval(gt, pred, w.format, 1)[0])
+            two.append(run_eval(gt, pred, w.format, 2)[0])
+    ms = {name: 1000 * statistics.median(v) / frames for name, v in
+          (("decode", dec), ("eval1", one), ("eval2", two))}
+    return {**ms, "frames": frames, "ratio": ms["eval1"] / ms["decode"],
+            "speedup": ms["eval1"] / ms["eval2"]}
+
+
+def rss_by_length(lengths: list[int]) -> list[tuple[int, int]]:
+    """Peak RSS (KiB) of `vpseg eval` on one KITTI-STEP video of each length (128x256)."""
+    out = []
+    fmt = get_format("kitti-step")
+    labels = fmt.default_label_space()
+    for n in lengths:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp)
+            video = generate_video(SynthConfig(height=128, width=256, frames=n), labels, 0, 0)
+            with fmt.open_writer(root / "gt", split="val") as g, \
+                    fmt.open_writer(root / "pred", split="val", submission=True) as p:
+                g.write(replace(video, rgb=None))
+                p.write(damaged(video, np.random.default_rng(0)))
+            out.append((n, run_eval(root / "gt", root / "pred", "kitti-step", 1, peak=True)[1]))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--formats", default=",".join(WORKLOADS))
+    ap.add_argument("--lengths", default="200,2000", help="video lengths for the RSS check")
+    ap.add_argument("--quick", action="store_true", help="a quarter of the videos (a smoke run)")
+    args = ap.parse_args()
+    rows = []
+    for name in args.formats.split(","):
+        w = WORKLOADS[name]
+        if args.quick:
+            w = replace(w, videos=max(2, w.videos // 4))
+        print(f"{name}: {w.videos} videos x {w.frames} frames at {w.height}x{w.width} ...",
+              file=sys.stderr, flush=True)
+        rows.append((w, measure(w, args.repeats)))
+    print("\n| format | frames (annotated) | size | decode only, ms/frame | vpseg eval, 1 worker "
+          "| ratio | 2 workers | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for w, r in rows:
+        print(f"| {w.format} | {r['frames']:.0f} | {w.height}x{w.width} | {r['decode']:.1f} | "
+              f"{r['eval1']:.1f} | {r['ratio']:.2f} | {r['eval2']:.1f} | {r['speedup']:.2f}x |")
+    lengths = [int(v) for v in args.lengths.split(",") if v]
+    if lengths:
+        print("\n| frames in the video | peak RSS of vpseg eval, MiB |")
+        print("|---|---|")
+        for n, kib in rss_by_length(lengths):
+            print(f"| {n} | {kib / 1024:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
