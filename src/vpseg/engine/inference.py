@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from vpseg.core.labels import LabelSpace
 from vpseg.tracking import FrameSegments, Segment, Tracker, paste
-from vpseg.tracking.segments import compose
+from vpseg.tracking.segments import InstanceFitter, compose
 
 __all__ = ["PostProcess", "ClipPrediction", "predict_clip", "segment_frames"]
 
@@ -131,7 +131,7 @@ def segment_frames(
     if clip < 1:
         raise ValueError("clip length must be >= 1")
     tracker.reset()
-    div = labels.label_divisor
+    fit = InstanceFitter(labels.label_divisor)  # past 999 tracks: renumbered within a class
     window: list[np.ndarray] = []
     first = True
 
@@ -145,9 +145,8 @@ def segment_frames(
                 pred.things[overlap:], rgb=list(batch[overlap:]))
         out = []
         for f in range(overlap, len(batch)):
-            if ids[f].size and ids[f].max() >= div:
-                raise ValueError(f"more than {div - 1} tracks: they do not fit the label divisor")
-            out.append(compose(pred.things[f], ids[f], pred.semantic[f], labels).astype(np.int32))
+            instances = fit(pred.things[f].category, ids[f])
+            out.append(compose(pred.things[f], instances, pred.semantic[f], labels).astype(np.int32))
         return out
 
     for frame in frames:

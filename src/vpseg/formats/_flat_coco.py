@@ -160,6 +160,21 @@ def _pred_index(folder: Path, json_path: Path, naming: FlatNaming) -> _Index:
     return videos
 
 
+@functools.lru_cache(maxsize=8)
+def _unlisted(folder: Path, mtime_ns: int, listed: frozenset[str]) -> int:
+    return sum(1 for p in folder.glob("*.png") if p.name not in listed) if folder.is_dir() else 0
+
+
+def _note_unlisted(folder: Path, videos: _Index) -> None:
+    """Say so when the mask folder holds PNGs that the JSON does not list (they are not read)."""
+    if not folder.is_dir():
+        return
+    listed = frozenset(file for frames in videos.values() for _, file, _, _ in frames)
+    count = _unlisted(folder, folder.stat().st_mtime_ns, listed)
+    if count:
+        note(f"{count} PNG(s) here are not listed in the JSON and are not read", path=folder)
+
+
 class FlatCocoFormat:
     holds_instances = True
 
@@ -203,6 +218,7 @@ class FlatCocoFormat:
         if not json_path.is_file():
             raise InputError(f"ground-truth JSON for split {split!r} not found", path=json_path)
         videos, categories, sizes = _index(json_path, json_path.stat().st_mtime_ns, self.naming)
+        _note_unlisted(split_root / "panoptic_video", videos)
         return _Opened(videos, categories, split_root / "panoptic_video", split_root, json_path,
                        sizes)
 

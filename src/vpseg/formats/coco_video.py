@@ -37,7 +37,7 @@ import numpy as np
 from vpseg._atomic import write_json
 from vpseg.core.labels import LabelSpace, get_label_space
 from vpseg.core.video import IndexedFrames, Video
-from vpseg.errors import InputError
+from vpseg.errors import InputError, note
 from vpseg.formats import _vipseg_raw
 from vpseg.formats._coco import (
     Segment,
@@ -55,6 +55,7 @@ from vpseg.formats._common import (
     DatasetWriter,
     WriteQueue,
     check_frame_sizes,
+    frame_files,
     frame_number,
     match_frames,
     rgb_frames,
@@ -217,6 +218,11 @@ class NestedCocoFormat:
         frames = _pick(videos[video], frame_names, masks / video)
         parsed: _Frames = [(stem, segments_of(info, json_path, stem)) for stem, info in frames]
         files = [masks / video / f"{stem}.png" for stem, _ in parsed]
+        if frame_names is None:
+            unlisted = len(frame_files(masks / video, (".png",))) - len(files)
+            if unlisted > 0:
+                note(f"{unlisted} PNG(s) of video {video!r} are not listed in {json_path.name} "
+                     "and are not read", path=masks / video)
         size = check_frame_sizes(files, ("RGB",), "panoptic PNG")
         _check_json_size(sizes.get(video, {}), parsed, size, files)
         to_panoptic = assign_tracks([segs for _, segs in parsed], labels, json_path, video)

@@ -15,8 +15,8 @@ import numpy as np
 
 from vpseg.core.labels import LabelSpace
 
-__all__ = ["Segment", "FrameSegments", "paste", "from_panoptic", "to_panoptic", "compose",
-           "mask_iou", "boxes"]
+__all__ = ["InstanceFitter", "Segment", "FrameSegments", "paste", "from_panoptic", "to_panoptic",
+           "compose", "mask_iou", "boxes"]
 
 
 @dataclass
@@ -126,6 +126,43 @@ def from_panoptic(
     if embeddings is not None and len(things) and all(int(t) in embeddings for t in things):
         emb = np.stack([embeddings[int(t)] for t in things]).astype(np.float32)
     return FrameSegments(index=index, category=(things // div).astype(np.int64), embedding=emb), things
+
+
+class InstanceFitter:
+    """Track ids -> instance ids below the label divisor, for one video produced in order.
+
+    Trackers number tracks 1, 2, 3, ... per video, so a long video can pass the label divisor
+    (999 tracks with the built-in label spaces). A track keeps its id while it fits and no other
+    track of its class holds that number; otherwise it gets the smallest number free in its class,
+    for the rest of the video. Panoptic ids stay distinct (``class * divisor + instance``), so the
+    metrics are unchanged; only a class with ``divisor`` tracks in one video is an error.
+    """
+
+    def __init__(self, divisor: int) -> None:
+        self.divisor = divisor
+        self.mapping: dict[tuple[int, int], int] = {}
+        self.taken: dict[int, set[int]] = {}
+        self.renumbered = 0
+
+    def __call__(self, categories: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+        """``(N,)`` categories and track ids -> ``(N,)`` int64 instance ids."""
+        out = np.empty(len(tracks), dtype=np.int64)
+        for i, (cls, track) in enumerate(zip(categories.tolist(), tracks.tolist(), strict=True)):
+            inst = self.mapping.get((cls, track))
+            if inst is None:
+                taken = self.taken.setdefault(cls, set())
+                if track < self.divisor and track not in taken:
+                    inst = track
+                else:
+                    inst = next((n for n in range(1, self.divisor) if n not in taken), None)
+                    if inst is None:
+                        raise ValueError(f"more than {self.divisor - 1} tracks of class {cls} in "
+                                         f"one video: they do not fit below the label divisor")
+                    self.renumbered += 1
+                taken.add(inst)
+                self.mapping[(cls, track)] = inst
+            out[i] = inst
+        return out
 
 
 def to_panoptic(

@@ -16,9 +16,9 @@ from typing import overload
 import numpy as np
 
 from vpseg.core.video import Video
-from vpseg.errors import InputError
+from vpseg.errors import InputError, note
 from vpseg.tracking.base import Tracker
-from vpseg.tracking.segments import from_panoptic, to_panoptic
+from vpseg.tracking.segments import InstanceFitter, from_panoptic, to_panoptic
 
 __all__ = ["track_video", "load_embeddings", "FramesInOrder"]
 
@@ -76,6 +76,8 @@ def track_video(
     """``video`` with its thing instance ids replaced by the tracker's track ids (lazily)."""
     labels = video.label_space
     tracker.reset()
+    fit = InstanceFitter(labels.label_divisor)
+    where = video.sources[0] if video.sources else video.name
 
     def frames() -> Iterator[np.ndarray]:
         for i, name in enumerate(video.frame_names):
@@ -83,11 +85,18 @@ def track_video(
             emb = None if embeddings is None else embeddings.get(name, {})
             segments, _ = from_panoptic(pan, labels, embeddings=emb)
             image = None if rgb is None else [np.asarray(rgb[i])]
+            if image is not None and image[0].shape[:2] != pan.shape:
+                raise InputError(f"RGB frame is {image[0].shape[0]}x{image[0].shape[1]}, the "
+                                 f"prediction {pan.shape[0]}x{pan.shape[1]}", path=where, frame=name)
             ids = tracker.update([segments], rgb=image)[0]
-            if ids.size and ids.max() >= labels.label_divisor:
-                raise InputError(f"more than {labels.label_divisor - 1} tracks in this video: "
-                                 "they do not fit the label divisor", path=video.name, frame=name)
-            yield to_panoptic(pan, segments, ids, labels)
+            try:
+                instances = fit(segments.category, ids)
+            except ValueError as exc:
+                raise InputError(str(exc), path=where, frame=name) from None
+            yield to_panoptic(pan, segments, instances, labels)
+        if fit.renumbered:
+            note(f"video {video.name!r}: {fit.renumbered} tracks past the label divisor "
+                 f"{labels.label_divisor} renumbered within their class (metrics unchanged)")
 
     return Video(name=video.name, panoptic=FramesInOrder(frames(), len(video)),
                  label_space=labels, frame_index=video.frame_index,

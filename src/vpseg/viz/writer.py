@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from vpseg._atomic import atomic_path
+from vpseg.errors import InputError
 from vpseg.formats._png import write_png
 
 __all__ = ["write_pngs", "write_mp4"]
@@ -29,8 +30,11 @@ def write_mp4(path: Path, frames: Iterable[np.ndarray], *, fps: float = 10.0, cr
     """
     try:
         import av
-    except ImportError:  # pragma: no cover - depends on the installation
-        raise RuntimeError("writing MP4 needs PyAV: pip install 'vpseg[video]'") from None
+    except ImportError:  # PyAV is a core dependency; this is a broken installation
+        raise InputError("writing MP4 needs PyAV, which is not importable here: "
+                         "pip install av", path=path) from None
+    if not 0 < fps <= 1000:
+        raise InputError(f"frame rate must be in (0, 1000], got {fps:g}", path=path)
     count = 0
     with atomic_path(path) as tmp:
         container = av.open(str(tmp), mode="w", format="mp4")
