@@ -85,6 +85,29 @@ def test_workers_give_identical_numbers(data):
     assert one == two
 
 
+def test_a_dask_cluster_gives_identical_numbers(data, tmp_path, capsys, monkeypatch):
+    distributed = pytest.importorskip("distributed")
+    import vpseg.evaluation
+
+    monkeypatch.setattr(vpseg.evaluation, "DASK_CONNECT_TIMEOUT", 1.0)
+    root, *_ = data
+    config = EvalConfig(metrics=("stq", "vpq", "pq", "semantic", "vc", "tracking"), vc_ns=(2, 3))
+    local = evaluate(KITTI, root / "gt", root / "pred", config, split="val")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        remote = evaluate(KITTI, root / "gt", root / "pred", config, split="val",
+                          dask=cluster.scheduler_address)
+        out = tmp_path / "r.json"
+        assert main(["eval", str(root / "gt"), str(root / "pred"), "--format", "kitti-step",
+                     "--split", "val", "--dask", cluster.scheduler_address, "--json", str(out)]) == 0
+        workers = list(cluster.scheduler_info["workers"])
+    assert remote == local and len(workers) == 2
+    assert json.loads(out.read_text())["stq"] == local["stq"]
+    assert main(["eval", str(root / "gt"), str(root / "pred"), "--format", "kitti-step",
+                 "--split", "val", "--dask", "tcp://127.0.0.1:9"]) == 2
+    assert "cannot reach the dask scheduler at 'tcp://127.0.0.1:9'" in capsys.readouterr().err
+
+
 def test_missing_video_frame_and_size_mismatch_exit_2_without_json(data, tmp_path, capsys):
     root, *_ = data
     pred = tmp_path / "pred"

@@ -307,6 +307,10 @@ def _evaluate_one(job: _Job) -> Accumulators:
     return acc
 
 
+#: How long ``--dask`` tries to reach the scheduler before it gives up (seconds).
+DASK_CONNECT_TIMEOUT = 20.0
+
+
 def _run_dask(address: str, jobs: list[_Job]) -> Iterator[Accumulators]:
     """Evaluate ``jobs`` on the workers of the dask.distributed scheduler at ``address``."""
     try:
@@ -314,7 +318,7 @@ def _run_dask(address: str, jobs: list[_Job]) -> Iterator[Accumulators]:
     except ImportError:
         raise InputError("--dask needs dask.distributed: pip install 'vpseg[cluster]'") from None
     try:
-        client = Client(address, timeout="20s")
+        client = Client(address, timeout=DASK_CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as exc:
         raise InputError(f"cannot reach the dask scheduler at {address!r}: {exc}") from None
     with client:

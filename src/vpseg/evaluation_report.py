@@ -16,6 +16,7 @@ def format_results(result: dict[str, Any]) -> str:
     if "stq" in result:
         r = result["stq"]
         lines.append(f"STQ {_pct(r['STQ'])}   AQ {_pct(r['AQ'])}   SQ (IoU) {_pct(r['SQ'])}")
+        lines.extend(f"  note: {note}" for note in r.get("notes", []))
     if "vpq" in result:
         r = result["vpq"]
         per_k = "  ".join(f"k={k}: {_pct(v['VPQ'])}" for k, v in r["per_k"].items())

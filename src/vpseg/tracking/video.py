@@ -60,6 +60,8 @@ class FramesInOrder(Sequence[np.ndarray]):
     def __getitem__(self, index: slice) -> Sequence[np.ndarray]: ...
 
     def __getitem__(self, index: int | slice) -> np.ndarray | Sequence[np.ndarray]:
+        if not isinstance(index, slice) and index >= self._length:
+            raise IndexError(index)  # the end of a plain ``for`` loop over the frames
         if isinstance(index, slice) or index != self._next:
             raise IndexError("tracked frames are produced once, in order")
         self._next += 1
@@ -93,10 +95,10 @@ def track_video(
                 instances = fit(segments.category, ids)
             except ValueError as exc:
                 raise InputError(str(exc), path=where, frame=name) from None
+            if i == len(video) - 1 and fit.renumbered:  # said before the last frame is taken
+                note(f"video {video.name!r}: {fit.renumbered} tracks past the label divisor "
+                     f"{labels.label_divisor} renumbered within their class (metrics unchanged)")
             yield to_panoptic(pan, segments, instances, labels)
-        if fit.renumbered:
-            note(f"video {video.name!r}: {fit.renumbered} tracks past the label divisor "
-                 f"{labels.label_divisor} renumbered within their class (metrics unchanged)")
 
     return Video(name=video.name, panoptic=FramesInOrder(frames(), len(video)),
                  label_space=labels, frame_index=video.frame_index,
