@@ -12,16 +12,22 @@ Then, in the same run and on the same files:
   interpreter start and imports included, with `--workers 1` and `--workers 2`.
 
 Printed per format: ms per annotated frame of each, their ratio (goal: <= 2 on one worker) and
-the speed-up of two workers. Then peak RSS of `vpseg eval` on one video of 200 and of 2,000
-frames (flat in video length). Repeats alternate the two measurements; medians are printed.
+the speed-up of two workers; the same once the process runs (a further frame) with the start
+cost. Then peak RSS of `vpseg eval` on one video of 200 and of 2,000 frames (flat in video
+length). With ``--official-vipseg DIR``, VIPSeg's own VPQ and STQ scripts are timed on the VIPSeg
+workload too, and their numbers compared with vpseg's. Repeats alternate the measurements;
+medians are printed.
 
     python benchmarks/eval_bench.py [--repeats 3] [--formats vipseg,kitti-step,...] [--quick]
+                                    [--official-vipseg VIPSeg-Dataset/ClipPanoFCN]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -191,12 +197,68 @@ def rss_by_length(lengths: list[int]) -> list[tuple[int, int]]:
     return out
 
 
+def official_vipseg(scripts: Path, repeats: int) -> list[tuple[str, float, float, float]]:
+    """Time VIPSeg's own scripts (``ClipPanoFCN/eval_vpq_vspw.py`` with 2 processes and
+    ``eval_stq_vspw.py``, from a checkout the user gives; vpseg ships none of their code) and
+    vpseg on the same VIPSeg workload: (what, official ms/frame, vpseg ms/frame, |difference| of
+    the headline number)."""
+    w = WORKLOADS["vipseg"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        gt, pred, frames = write_workload(w, Path(tmp))["all"]
+        truth = ["--truth_dir", str(gt / "panomasksRGB"), "--pan_gt_json_file",
+                 str(gt / "panoptic_gt_VIPSeg.json")]
+        for what, script, extra, ours in (
+                ("VPQ (k = 1,2,4,6,8), 2 processes", "eval_vpq_vspw.py", ["--num_processes", "2"],
+                 ["--metrics", "vpq", "--vpq-preset", "vipseg-script", "--workers", "2"]),
+                ("STQ, 1 process", "eval_stq_vspw.py", [],
+                 ["--metrics", "stq", "--stq-vipseg-wrapper"])):
+            theirs, value = [], 0.0
+            for _ in range(repeats):
+                submit = Path(tmp) / "submit"  # the scripts write their results into it
+                shutil.rmtree(submit, ignore_errors=True)
+                shutil.copytree(pred, submit)
+                start = time.perf_counter()
+                done = subprocess.run([sys.executable, script, "--submit_dir", str(submit), *truth,
+                                       *extra], cwd=scripts, capture_output=True, text=True)
+                theirs.append(time.perf_counter() - start)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{script} failed:\n{done.stderr[-2000:]}")
+                value = _official_number(submit, done.stdout)
+            mine, result = [], {}
+            for _ in range(repeats):
+                out = Path(tmp) / "r.json"
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "vpseg.cli.main", "eval", str(gt),
+                                str(pred), "--format", "vipseg", "--split", "val", *ours,
+                                "--json", str(out)], check=True, capture_output=True)
+                mine.append(time.perf_counter() - start)
+                result = json.loads(out.read_text())
+            headline = result["vpq"]["VPQ"] if "vpq" in result else result["stq"]["STQ"]
+            rows.append((what, 1000 * statistics.median(theirs) / frames,
+                         1000 * statistics.median(mine) / frames, abs(headline - value)))
+    return rows
+
+
+def _official_number(submit: Path, stdout: str) -> float:
+    """The headline fraction an official script printed (VPQ from vpq-final.txt, STQ from its
+    output)."""
+    final = submit / "vpq-final.txt"
+    if final.is_file():
+        text = final.read_text()
+        return float(text.split("vpq_all:")[1].split()[0]) / 100
+    return float(stdout.split("STQ :")[1].split()[0])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--formats", default=",".join(WORKLOADS))
     ap.add_argument("--lengths", default="200,2000", help="video lengths for the RSS check")
     ap.add_argument("--quick", action="store_true", help="a quarter of the videos (a smoke run)")
+    ap.add_argument("--official-vipseg", metavar="DIR", type=Path,
+                    help="also time VIPSeg's eval_vpq_vspw.py and eval_stq_vspw.py from DIR "
+                         "(ClipPanoFCN/ of a VIPSeg-Dataset checkout) on the VIPSeg workload")
     args = ap.parse_args()
     rows = []
     for name in args.formats.split(","):
@@ -221,6 +283,14 @@ def main() -> None:
     for w, r in rows:
         print(f"| {w.format} | {r['more1']:.1f} | {r['more_ratio']:.2f} | {r['more2']:.1f} | "
               f"{r['more_speedup']:.2f}x | {r['start']:.2f} |")
+    if args.official_vipseg:
+        print("\nThe official VIPSeg scripts on the VIPSeg workload, against vpseg eval with the "
+              "same metric and processes (and the difference of their headline numbers):\n")
+        print("| metric | official script, ms/frame | vpseg eval, ms/frame | speed-up | "
+              "difference |")
+        print("|---|---|---|---|---|")
+        for what, theirs, mine, diff in official_vipseg(args.official_vipseg, args.repeats):
+            print(f"| {what} | {theirs:.0f} | {mine:.1f} | {theirs / mine:.0f}x | {diff:.1e} |")
     lengths = [int(v) for v in args.lengths.split(",") if v]
     if lengths:
         print("\n| frames in the video | peak RSS of vpseg eval, MiB |")

@@ -106,9 +106,9 @@ def staged_folder(path: str | os.PathLike[str], flag: str,
                 _merge(stage, out)
             else:
                 os.rename(stage, out)
-                stage.mkdir()  # so that the cleanup below has something to remove
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
 
 
 def _merge(source: Path, target: Path) -> None:
