@@ -253,7 +253,7 @@ def test_unreadable_video_folder(kitti, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(Path, "iterdir", iterdir)
     assert main(["info", str(root), "--format", "kitti-step"]) == 2
-    assert f"{blocked}: Permission denied" in error_line(capsys)
+    assert f"{blocked}: cannot list video folder: Permission denied" in error_line(capsys)
 
 
 def test_output_paths_that_cannot_be_written(kitti, tmp_path, capsys):

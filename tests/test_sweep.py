@@ -487,8 +487,10 @@ def rename_frame(ds: Dataset, frame: Frame, new: str) -> None:
 def frame_name_without_number(ds: Dataset, frame: Frame) -> Blame:
     new = "last" if ds.fmt not in FLAT_FORMATS else f"{frame.video}_last"
     rename_frame(ds, frame, new)
-    # read as a data set, the renamed file is to blame; as a prediction, the frame it lacks
-    return Blame((frame.label.with_name(f"{new}{ds.suffix}.png"), frame.label))
+    # read as a data set, the renamed file is to blame (or, where the JSON names the frames, the
+    # JSON entry); as a prediction, the frame it lacks
+    in_json = (ds.json_path,) if ds.fmt in FLAT_FORMATS and ds.json_path is not None else ()
+    return Blame((frame.label.with_name(f"{new}{ds.suffix}.png"), frame.label, *in_json))
 
 
 def rgb_corruption(corrupt: Callable[[Path], None]) -> Callable[[Dataset, Frame], Blame]:
@@ -656,7 +658,10 @@ CORRUPTIONS = [
                formats=JSON_FORMATS),
     Corruption("category-color", "A category whose 'color' is not three numbers (read where the "
                "JSON's categories make the label space).", category_color,
-               formats=JSON_FORMATS, roles=INPUT_ONLY),
+               formats=JSON_FORMATS, roles=INPUT_ONLY, layouts=DATASET),
+    Corruption("submission-category-color", "The same in a submission's pred.json (nested "
+               "layouts carry the categories there; flat ones carry none).", category_color,
+               formats=NESTED_FORMATS, roles=INPUT_ONLY, layouts=frozenset({"submission"})),
     # -- files beside the frames: the recorded label space and split lists ---------------------
     Corruption("label-space-truncated", "A recorded label space cut short.",
                label_space_file(lambda labels: json.dumps(labels)[:40].encode()),
@@ -721,48 +726,7 @@ class Bug:
     reason: str
 
 
-KNOWN_BUGS = [
-    Bug("unknown-class", JSON_FORMATS, ROLES, LAYOUTS,
-        "a category_id outside the label space is reported against the JSON without the frame "
-        "(formats/_coco.py assign_tracks raises InputError with no frame=)"),
-    Bug("smaller-first-frame", ALL, ROLES, LAYOUTS,
-        "when the first frame of a video has the odd size, the error blames the second frame "
-        "(which has the size of the others, of the JSON and of the ground truth) and names the "
-        "broken one only as the reference (formats/_common.py check_frame_sizes)"),
-    Bug("category-color", JSON_FORMATS, INPUT_ONLY, LAYOUTS,
-        "a category 'color' that is not three numbers escapes LabelSpace.from_json as "
-        "ValueError/TypeError (core/labels.py parses 'color' outside its try): traceback, exit 1"),
-    Bug("label-space-color", PNG_FORMATS, INPUT_ONLY, LAYOUTS,
-        "the same ValueError from a recorded label space (or --label-space): traceback, exit 1"),
-    Bug("label-space-ignore-null", PNG_FORMATS, INPUT_ONLY, LAYOUTS,
-        "'ignore_label': null raises TypeError in LabelSpace.from_json (only ValueError is "
-        "caught): traceback, exit 1"),
-    Bug("label-space-not-utf8", PNG_FORMATS, INPUT_ONLY, LAYOUTS,
-        "load_label_space catches OSError and JSONDecodeError but not UnicodeDecodeError: "
-        "traceback, exit 1 (the index JSONs' read_json does catch it)"),
-    Bug("split-file-not-utf8", frozenset({"vspw"}) | NESTED_FORMATS, INPUT_ONLY, LAYOUTS,
-        "the split list is read with an unguarded read_text() (formats/vspw.py list_videos, "
-        "coco_video.py _videos): UnicodeDecodeError traceback, exit 1"),
-    Bug("split-file-names-missing-video", frozenset({"vspw"}) | NESTED_FORMATS, INPUT_ONLY,
-        LAYOUTS, "a video that the split list names but the data set lacks is dropped "
-        "silently: exit 0, fewer videos, no note (eval scores a partial ground truth)"),
-    Bug("frame-listed-twice", JSON_FORMATS, INPUT_ONLY, LAYOUTS,
-        "a frame annotated twice is read twice, silently: info counts 9 frames in 2 videos of "
-        "4 (tracks 5 frames long), eval scores the frame twice"),
-    Bug("nested-frame-listed-twice", NESTED_FORMATS, INPUT_ONLY, LAYOUTS,
-        "the same, in a submission's pred.json"),
-    Bug("video-listed-twice", NESTED_FORMATS, INPUT_ONLY, LAYOUTS,
-        "a video annotated twice: the last entry silently replaces the first (exit 0; only a "
-        "note that 2 PNGs are not listed), so the video loses frames"),
-    Bug("empty-video-folder", PNG_FORMATS, INPUT_ONLY, LAYOUTS,
-        "an emptied video folder is skipped silently: the data set loses a video (even one "
-        "that VSPW's val.txt lists) with exit 0 and no note"),
-    Bug("video-folder-loop", PNG_FORMATS, INPUT_ONLY, LAYOUTS,
-        "an unreadable video folder is skipped silently (is_dir() is False): exit 0, no note"),
-    Bug("frame-name-without-number", PNG_FORMATS | {"viper"}, INPUT_ONLY, LAYOUTS,
-        "a frame name without a number is accepted silently and misplaced in time: STEP and "
-        "VSPW sort it before frame 0 with a duplicate frame index 0; VIPER moves it to the end"),
-]
+KNOWN_BUGS: list[Bug] = []  # every bug the sweep found is fixed; add new ones here
 
 
 def known_bug(case: Case) -> str | None:
@@ -993,10 +957,7 @@ def test_clean_inputs_pass(fmt: str, layout: str, bases, tmp_path, capsys) -> No
         assert main(run.argv) == 0, f"{' '.join(run.argv)}: {capsys.readouterr().err}"
 
 
-@pytest.mark.parametrize("fmt", [pytest.param(f, marks=pytest.mark.xfail(
-    strict=True, reason="BUG: viz applies --split to the --side-by-side prediction too, and a "
-    "VSPW submission has no split list (eval reads predictions without the split)"))
-    if f == "vspw" else f for f in FORMATS])
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_viz_side_by_side_of_a_submission_with_split(fmt: str, bases, tmp_path, capsys) -> None:
     """``viz GT --split val --side-by-side SUBMISSION``, as one would call it, works."""
     code = main(["viz", str(bases(fmt, "dataset")), "--format", fmt, "--split", "val", "--out",
@@ -1005,10 +966,7 @@ def test_viz_side_by_side_of_a_submission_with_split(fmt: str, bases, tmp_path, 
 
 
 @pytest.mark.parametrize("layout", sorted(LAYOUTS))
-@pytest.mark.parametrize("fmt", [pytest.param(f, marks=pytest.mark.xfail(
-    strict=True, reason="BUG: VIPER sorts image ids as text and, when their numbers then are "
-    "out of order, falls back to that order silently: 001_10, 001_11, 001_8, 001_9"))
-    if f == "viper" else f for f in FORMATS])
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_unpadded_frame_numbers_keep_their_order(fmt: str, layout: str, bases, tmp_path) -> None:
     """Frames numbered 8, 9, 10, 11 (names that sort differently as text) are read in the
     order of their numbers (refusing them would do too)."""

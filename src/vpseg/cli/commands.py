@@ -157,12 +157,13 @@ def viz(args: argparse.Namespace) -> int:
     with staged_folder(args.out, "--out", inputs) as out:
         for video in _videos(fmt, args.root, args.split, labels, args.video, desc="viz"):
             pred = None
-            if args.side_by_side:
-                if video.name not in fmt.list_videos(args.side_by_side, split=args.split):
+            if args.side_by_side:  # read as vpseg eval reads a prediction: no split
+                if video.name not in fmt.list_videos(args.side_by_side):
                     raise InputError(f"missing video {video.name!r} that the ground truth has",
                                      path=args.side_by_side)
-                pred = fmt.read_video(args.side_by_side, video.name, split=args.split,
-                                      label_space=labels, frame_names=video.frame_names)
+                pred = fmt.read_video(args.side_by_side, video.name,
+                                      label_space=labels or video.label_space,
+                                      frame_names=video.frame_names)
             if not args.no_png:
                 write_pngs(out / video.name, video.frame_names, render_frames(video, pred))
             if args.mp4:

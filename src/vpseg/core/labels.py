@@ -171,9 +171,13 @@ class LabelSpace:
                     path=where,
                 ) from None
             color = c.get("color")
-            rgb = tuple(int(v) for v in color) if color is not None else distinct_color(cid)
-            if len(rgb) != 3:
-                raise InputError(f"category {cid}: 'color' must have 3 values", path=where)
+            try:
+                rgb = tuple(int(v) for v in color) if color is not None else distinct_color(cid)
+                if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb) or isinstance(color, str):
+                    raise ValueError
+            except (TypeError, ValueError):
+                raise InputError(f"category {cid}: 'color' must be 3 integers in 0..255, got "
+                                 f"{color!r}", path=where) from None
             cats.append(Category(cid, cname, isthing, (rgb[0], rgb[1], rgb[2])))
         try:
             return cls(
@@ -182,8 +186,9 @@ class LabelSpace:
                 ignore_label=int(obj.get("ignore_label", 255)),
                 label_divisor=int(obj.get("label_divisor", 1000)),
             )
-        except ValueError as exc:
-            raise InputError(str(exc), path=where) from None
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"'ignore_label' and 'label_divisor' must be integers: {exc}"
+                             if isinstance(exc, TypeError) else str(exc), path=where) from None
 
 
 def distinct_color(index: int) -> tuple[int, int, int]:
@@ -202,7 +207,7 @@ def load_label_space(path: str | PathLike[str]) -> LabelSpace:
         obj = json.loads(p.read_text())
     except FileNotFoundError:
         raise InputError("label space file not found", path=p) from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InputError(f"cannot read label space JSON: {exc}", path=p) from None
     if not isinstance(obj, dict):
         raise InputError("expected a JSON object with 'categories'", path=p)

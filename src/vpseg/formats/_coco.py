@@ -55,9 +55,11 @@ class Segment:
     instance_id: int | None = None
 
 
-def segments_of(info: object, where: Path, frame: str) -> list[Segment]:
+def segments_of(info: object, where: Path, frame: str,
+                labels: LabelSpace | None = None) -> list[Segment]:
     """Parse one frame's ``segments_info`` (a list of objects with integer ``id`` and
-    ``category_id``); anything else, or a segment id listed twice, is an input error."""
+    ``category_id``, in ``labels`` when given); anything else, or a segment id listed twice, is
+    an input error."""
     if not isinstance(info, list):
         raise InputError(f"'segments_info' must be a list, got {type(info).__name__}",
                          path=where, frame=frame)
@@ -80,6 +82,9 @@ def segments_of(info: object, where: Path, frame: str) -> list[Segment]:
         if not 0 < parsed.id < 1 << 24:
             raise InputError(f"segment id {parsed.id} is not an RGB id in 1..{(1 << 24) - 1}",
                              path=where, frame=frame)
+        if labels is not None and parsed.category_id not in labels:
+            raise InputError(f"segment {parsed.id} has category_id {parsed.category_id}, not in "
+                             f"label space {labels.name!r}", path=where, frame=frame)
         seen[parsed.id] = parsed.category_id
         out.append(parsed)
     return out

@@ -6,6 +6,7 @@ import functools
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,6 +25,10 @@ __all__ = [
     "check_frame_sizes",
     "frame_files",
     "frame_number",
+    "in_split",
+    "numbered_frames",
+    "read_split_list",
+    "video_folders",
     "label_files",
     "lazy_frames",
     "match_frames",
@@ -82,6 +87,68 @@ def frame_files(folder: Path, suffixes: Sequence[str]) -> list[Path]:
     return sorted(files, key=lambda p: (frame_number(p.stem, -1), p.name))
 
 
+def numbered_frames(files: Sequence[Path], folder: Path) -> list[Path]:
+    """``files`` (sorted by ``frame_files``), each of which must name its frame number: in the
+    layouts whose order comes from the file names, a name without digits has no place in time."""
+    for path in files:
+        if _DIGITS.search(path.stem) is None:
+            raise InputError("frame name has no frame number; frames are ordered by the number "
+                             "in their names", path=path, frame=path.stem)
+    return list(files)
+
+
+def video_folders(base: Path, holds: Callable[[Path], bool]) -> list[str]:
+    """Sorted names of the per-video folders in ``base``: folders for which ``holds`` is true
+    (they have frames) or that are empty (a video without frames, an error when read). A folder
+    or link that cannot be read is an error here."""
+    try:
+        entries = sorted(base.iterdir())
+    except OSError as exc:
+        raise InputError(f"cannot list folder: {exc.strerror or exc}", path=base) from None
+    names = []
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_symlink() and not entry.exists():
+            raise InputError("broken or looping link where a video folder is expected",
+                             path=entry)
+        if not entry.is_dir():
+            continue
+        try:
+            empty = not any(entry.iterdir())
+        except OSError as exc:
+            raise InputError(f"cannot list video folder: {exc.strerror or exc}",
+                             path=entry) from None
+        if empty or holds(entry):
+            names.append(entry.name)
+    return names
+
+
+def read_split_list(path: Path) -> list[str]:
+    """The video names of a split list (one per line)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InputError("split list not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read split list: {exc}", path=path) from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def in_split(videos: Sequence[str], listed: Path) -> list[str]:
+    """``videos`` that the split list names; a listed video that is not there is an error (a
+    ground truth read without it would be scored partially)."""
+    wanted = read_split_list(listed)
+    have = set(videos)
+    missing = [v for v in wanted if v not in have]
+    if missing:
+        raise InputError(f"lists video {missing[0]!r}, which the data set does not have"
+                         + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                         path=listed)
+    keep = set(wanted)
+    return [v for v in videos if v in keep]
+
+
 def match_frames(available: Sequence[str], wanted: Sequence[str], folder: Path,
                  suffix: str) -> list[int]:
     """Positions in ``available`` (a prediction video's frame names) of the ``wanted`` (ground
@@ -124,7 +191,8 @@ def label_files(
     """The PNG label files of one video folder (or exactly ``frame_names``), headers checked."""
     if not folder.is_dir():
         raise InputError(f"missing video {video!r}", path=folder)
-    files = pick_frames(frame_files(folder, (".png",)), frame_names, folder, ".png")
+    files = numbered_frames(frame_files(folder, (".png",)), folder)
+    files = pick_frames(files, frame_names, folder, ".png")
     if not files:
         raise InputError(f"no PNG {what}s in video folder", path=folder)
     check_frame_sizes(files, modes, what)
@@ -132,27 +200,39 @@ def label_files(
 
 
 def check_frame_sizes(
-    files: Sequence[Path], modes: Sequence[str], what: str
+    files: Sequence[Path], modes: Sequence[str], what: str,
+    stated: Sequence[tuple[int, int] | None] | None = None,
+    frames: Sequence[str] | None = None,
 ) -> tuple[int, int]:
-    """Read every PNG header; all frames of a video must share one size and have an allowed
-    mode. Returns the size."""
-    size: tuple[int, int] | None = None
-    first: Path | None = None
-    for path in files:
-        h, w, mode = png_header(path, frame=path.stem)
+    """Read every PNG header; every frame must have an allowed mode, the size its index JSON
+    states for it (``stated``, where known) and the size most frames of the video have (a frame
+    that differs is named, whichever position it holds). ``frames`` names the frames in
+    messages (default: the file stems). Returns the size."""
+    sizes = []
+    names = list(frames) if frames is not None else [p.stem for p in files]
+    for i, path in enumerate(files):
+        h, w, mode = png_header(path, frame=names[i])
         if mode not in modes:
             raise InputError(
                 f"{what} has PNG mode {mode!r}, expected {' or '.join(map(repr, modes))}",
-                path=path, frame=path.stem,
+                path=path, frame=names[i],
             )
-        if size is None:
-            size, first = (h, w), path
-        elif (h, w) != size:
-            raise InputError(
-                f"frame size {h}x{w} differs from {size[0]}x{size[1]} of {first.name if first else '?'}",
-                path=path, frame=path.stem,
-            )
-    return size or (0, 0)
+        expected = stated[i] if stated is not None else None
+        if expected is not None and expected != (h, w):
+            raise InputError(f"{what} is {h}x{w}, the JSON says {expected[0]}x{expected[1]}",
+                             path=path, frame=names[i])
+        sizes.append((h, w))
+    if not sizes:
+        return (0, 0)
+    size, count = Counter(sizes).most_common(1)[0]
+    for path, name, (h, w) in zip(files, names, sizes, strict=True):
+        if (h, w) != size:
+            first = sizes.index(size)
+            others = (f"the other {count} frames" if count > 1
+                      else f"frame {names[first]} ({files[first].name})")
+            raise InputError(f"frame size {h}x{w} differs from {size[0]}x{size[1]} of {others}",
+                             path=path, frame=name)
+    return size
 
 
 def lazy_frames(paths: Sequence[Path], load: Callable[[Path], np.ndarray]) -> LazyFrames:
@@ -244,7 +324,7 @@ def read_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
 
 def write_split_file(path: Path, names: Sequence[str]) -> None:
     """Add ``names`` to a split list (one video name a line), keeping the names already there."""
-    existing = path.read_text().split() if path.is_file() else []
+    existing = read_split_list(path) if path.is_file() else []
     merged = list(dict.fromkeys([*existing, *names]))
     write_text(path, "".join(f"{n}\n" for n in merged))
 

@@ -80,15 +80,18 @@ class FlatNaming:
     #: evaluation, which cuts the sorted frames into videos by position; None: an error.
     frames_per_video: int | None = None
 
-    def videos(self, image_ids: Sequence[str], where: Path) -> list[str]:
-        """The video of each image id (``image_ids`` sorted)."""
+    def videos(self, image_ids: Sequence[str], where: Path | Sequence[Path]) -> list[str]:
+        """The video of each image id (``image_ids`` sorted); ``where``: the JSON, or the file
+        of each id, for messages."""
         named = [self.video_of(i) for i in image_ids]
         if all(v is not None for v in named):
             return [str(v) for v in named]
         odd = image_ids[named.index(None)]
         if self.frames_per_video is None:
+            path = where if isinstance(where, Path) else where[named.index(None)]
             raise InputError(f"image id {odd!r} does not have the form {self.id_form}, which "
-                             "names its video", path=where)
+                             "names its video", path=path, frame=odd)
+        where = where if isinstance(where, Path) else where[0].parent
         groups = np.array_split(np.arange(len(image_ids)),
                                 max(len(image_ids) // self.frames_per_video, 1))
         note(f"image id {odd!r} does not have the form {self.id_form}; frames cut into "
@@ -135,11 +138,29 @@ def _index(path: Path, mtime_ns: int, naming: FlatNaming) -> tuple[_Index, Any, 
                    for a in anns]
     except (KeyError, TypeError, ValueError, AttributeError):
         raise InputError(_SHAPE, path=path) from None
+    seen: set[str] = set()
+    for image_id, _, _ in entries:
+        if image_id in seen:
+            raise InputError("image is annotated twice", path=path, frame=image_id)
+        seen.add(image_id)
     videos: _Index = {}
     for video, (image_id, file, info) in zip(naming.videos([e[0] for e in entries], path),
                                              entries, strict=True):
         videos.setdefault(video, []).append((image_id, file, image_files.get(image_id), info))
-    return videos, data.get("categories"), sizes
+    return _in_time_order(videos, naming), data.get("categories"), sizes
+
+
+def _in_time_order(videos: _Index, naming: FlatNaming) -> _Index:
+    """Each video's frames by the frame number their ids name (``10`` after ``9``), where
+    every id names one; else in the sorted order the official evaluation takes."""
+    out: _Index = {}
+    for video, frames in videos.items():
+        numbers = [naming.frame_of(f[0]) for f in frames]
+        if all(n is not None for n in numbers):
+            frames = [f for _, f in sorted(zip(numbers, frames, strict=True),
+                                           key=lambda pair: (pair[0], pair[1][0]))]
+        out[video] = frames
+    return out
 
 
 def _pred_index(folder: Path, json_path: Path, naming: FlatNaming) -> _Index:
@@ -152,12 +173,13 @@ def _pred_index(folder: Path, json_path: Path, naming: FlatNaming) -> _Index:
                          f"pan_pred PNG ({len(pngs)})", path=json_path)
     videos: _Index = {}
     image_ids = [name[: -len(".png")] for name in pngs]
-    for video, image_id, name, ann in zip(naming.videos(image_ids, folder / "pan_pred"),
+    for video, image_id, name, ann in zip(naming.videos(image_ids, [folder / "pan_pred" / n
+                                                                    for n in pngs]),
                                           image_ids, pngs, anns, strict=True):
         if not isinstance(ann, dict):
             raise InputError(f"annotation {str(ann)[:80]!r} is not an object", path=json_path)
         videos.setdefault(video, []).append((image_id, name, None, ann.get("segments_info", [])))
-    return videos
+    return _in_time_order(videos, naming)
 
 
 @functools.lru_cache(maxsize=8)
@@ -245,15 +267,12 @@ class FlatCocoFormat:
         if frame_names is not None:
             frames = [frames[i] for i in match_frames([f[0] for f in frames], frame_names,
                                                       masks, ".png")]
-        parsed = [(image_id, masks / file, segments_of(info, json_path, image_id))
+        parsed = [(image_id, masks / file, segments_of(info, json_path, image_id, labels))
                   for image_id, file, _, info in frames]
         image_files = [image or self.naming.image_file(i) for i, _, image, _ in frames]
-        size = check_frame_sizes([p for _, p, _ in parsed], ("RGB",), "panoptic PNG")
-        for image_id, path, _ in parsed:
-            stated = sizes.get(image_id)
-            if stated is not None and stated != size:
-                raise InputError(f"panoptic PNG is {size[0]}x{size[1]}, the JSON says "
-                                 f"{stated[0]}x{stated[1]}", path=path, frame=image_id)
+        size = check_frame_sizes([p for _, p, _ in parsed], ("RGB",), "panoptic PNG",
+                                 stated=[sizes.get(i) for i, _, _ in parsed],
+                                 frames=[i for i, _, _ in parsed])
         to_panoptic = assign_tracks([s for _, _, s in parsed], labels, json_path, video)
         in_ids = [self.naming.frame_of(i) for i, _, _ in parsed]
         numbers = [n for n in in_ids if n is not None]

@@ -22,7 +22,9 @@ from vpseg.core.video import Video
 from vpseg.errors import InputError
 from vpseg.formats._common import (
     frame_files,
+    in_split,
     label_files,
+    video_folders,
     video_from_files,
 )
 from vpseg.formats._kernels import lut_decode
@@ -39,14 +41,12 @@ def is_raw(root: Path) -> bool:
 
 
 def list_videos(root: Path, split: str | None) -> list[str]:
-    videos = sorted(p.name for p in (root / "panomasks").iterdir()
-                    if p.is_dir() and frame_files(p, (".png",)))
+    videos = video_folders(root / "panomasks", lambda folder: bool(frame_files(folder, (".png",))))
     if split is not None:
         listed = root / f"{split}.txt"
         if not listed.is_file():
             raise InputError(f"no split file for split {split!r}", path=listed)
-        wanted = set(listed.read_text().split())
-        videos = [v for v in videos if v in wanted]
+        videos = in_split(videos, listed)
     return videos
 
 

@@ -57,6 +57,7 @@ from vpseg.formats._common import (
     check_frame_sizes,
     frame_files,
     frame_number,
+    in_split,
     match_frames,
     rgb_frames,
     saved_label_space,
@@ -90,9 +91,18 @@ def _index(path: Path, mtime_ns: int) -> _Index:
         try:
             frames = [(Path(str(a["file_name"])).stem, a.get("segments_info", []))
                       for a in entry["annotations"]]
-            videos[str(entry["video_id"])] = frames
+            video = str(entry["video_id"])
         except (KeyError, TypeError, AttributeError):
             raise InputError(f"annotation {str(entry)[:80]!r}: {_SHAPE}", path=path) from None
+        if video in videos:
+            raise InputError(f"video {video!r} is annotated twice", path=path)
+        seen: set[str] = set()
+        for stem, _ in frames:
+            if stem in seen:
+                raise InputError(f"frame of video {video!r} is annotated twice", path=path,
+                                 frame=stem)
+            seen.add(stem)
+        videos[video] = frames
     sizes: dict[str, dict[str, tuple[int, int]]] = {}
     listed = data.get("videos", [])
     for entry in listed if isinstance(listed, list) else []:
@@ -104,16 +114,6 @@ def _index(path: Path, mtime_ns: int) -> _Index:
             raise InputError(f"video {str(entry)[:80]!r}: expected {{\"video_id\", \"images\": "
                              "[{\"file_name\", \"height\", \"width\"}]}", path=path) from None
     return _Index(videos, data.get("categories"), sizes)
-
-
-def _check_json_size(sizes: dict[str, tuple[int, int]], parsed: _Frames, size: tuple[int, int],
-                     files: Sequence[Path]) -> None:
-    """Every frame's PNG must have the size its JSON entry states (when it states one)."""
-    for (stem, _), path in zip(parsed, files, strict=True):
-        stated = sizes.get(stem)
-        if stated is not None and stated != size:
-            raise InputError(f"panoptic PNG is {size[0]}x{size[1]}, the JSON says "
-                             f"{stated[0]}x{stated[1]}", path=path, frame=stem)
 
 
 class NestedCocoFormat:
@@ -184,7 +184,7 @@ class NestedCocoFormat:
         videos, categories, sizes = _index(json_path, json_path.stat().st_mtime_ns)
         listed = base / f"{split}.txt"
         if split and json_path.name in (f"{self.json_stem}.json", "pred.json") and listed.is_file():
-            wanted = set(listed.read_text().split())
+            wanted = set(in_split(list(videos), listed))
             videos = {k: v for k, v in videos.items() if k in wanted}
         return videos, categories, masks, json_path, sizes
 
@@ -216,15 +216,17 @@ class NestedCocoFormat:
         if labels is None:
             raise InputError("no categories in this JSON: give --label-space", path=json_path)
         frames = _pick(videos[video], frame_names, masks / video)
-        parsed: _Frames = [(stem, segments_of(info, json_path, stem)) for stem, info in frames]
+        parsed: _Frames = [(stem, segments_of(info, json_path, stem, labels))
+                           for stem, info in frames]
         files = [masks / video / f"{stem}.png" for stem, _ in parsed]
         if frame_names is None:
             unlisted = len(frame_files(masks / video, (".png",))) - len(files)
             if unlisted > 0:
                 note(f"{unlisted} PNG(s) of video {video!r} are not listed in {json_path.name} "
                      "and are not read", path=masks / video)
-        size = check_frame_sizes(files, ("RGB",), "panoptic PNG")
-        _check_json_size(sizes.get(video, {}), parsed, size, files)
+        stated = sizes.get(video, {})
+        size = check_frame_sizes(files, ("RGB",), "panoptic PNG",
+                                 stated=[stated.get(stem) for stem, _ in parsed])
         to_panoptic = assign_tracks([segs for _, segs in parsed], labels, json_path, video)
         loaders = [partial(decode_indexed, f, stem, segs, to_panoptic, labels)
                    for f, (stem, segs) in zip(files, parsed, strict=True)]

@@ -31,6 +31,7 @@ from vpseg.formats._common import (
     resolve_label_space,
     save_label_space,
     split_dir,
+    video_folders,
     video_from_files,
 )
 from vpseg.formats._kernels import step_decode
@@ -168,7 +169,7 @@ class StepFormat:
     def list_videos(self, root: str | Path, *, split: str | None = None) -> list[str]:
         """Sequence names (``0000`` …) under ``root``."""
         base = label_dir(Path(root), split)
-        return sorted(p.name for p in base.iterdir() if p.is_dir() and frame_files(p, _PNG))
+        return video_folders(base, lambda folder: bool(frame_files(folder, _PNG)))
 
     def read_video(
         self,

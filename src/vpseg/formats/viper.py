@@ -14,14 +14,18 @@ truth segments under 32x32 pixels; that is the metrics' business, not the reader
 
 from __future__ import annotations
 
+import re
+
 from vpseg.formats._flat_coco import FlatCocoFormat, FlatNaming
+
+_ID = re.compile(r"^(\d+)_(\d+)$")  # <sequence>_<frame>
 
 __all__ = ["VIPER"]
 
 NAMING = FlatNaming(
     json_name=lambda split: f"viper_panoptic_{split}_video.json",
-    video_of=lambda image_id: image_id.split("_", 1)[0] if "_" in image_id else None,
-    frame_of=lambda image_id: int(tail) if (tail := image_id.rsplit("_", 1)[-1]).isdigit() else None,
+    video_of=lambda image_id: match.group(1) if (match := _ID.match(image_id)) else None,
+    frame_of=lambda image_id: int(match.group(2)) if (match := _ID.match(image_id)) else None,
     image_id=lambda video, k, frame, counter: f"{video}_{frame:05d}",
     image_file=lambda image_id: f"{image_id}.jpg",
     mask_file=lambda image_id: f"{image_id}.png",

@@ -33,9 +33,11 @@ from vpseg.formats._common import (
     DatasetWriter,
     WriteQueue,
     frame_files,
+    in_split,
     label_files,
     resolve_label_space,
     save_label_space,
+    video_folders,
     video_from_files,
     write_split_file,
 )
@@ -119,14 +121,13 @@ class VspwFormat:
         if not root.is_dir():
             raise InputError("not a folder", path=root)
         base = root / "data" if (root / "data").is_dir() else root
-        videos = sorted(p.name for p in base.iterdir()
-                        if p.is_dir() and frame_files(_mask_dir(root, p.name)[0], (".png",)))
+        videos = video_folders(
+            base, lambda folder: bool(frame_files(_mask_dir(root, folder.name)[0], (".png",))))
         if split is not None:
             listed = root / f"{split}.txt"
             if not listed.is_file():
                 raise InputError(f"no split file for split {split!r}", path=listed)
-            wanted = {line.strip() for line in listed.read_text().splitlines() if line.strip()}
-            videos = [v for v in videos if v in wanted]
+            videos = in_split(videos, listed)
         return videos
 
     def read_video(
