@@ -66,5 +66,8 @@ class Kernel:
         if self._compiled is None:
             import numba
 
-            self._compiled = numba.njit(cache=True, nogil=True)(self.loop)
+            try:
+                self._compiled = numba.njit(cache=True, nogil=True)(self.loop)
+            except RuntimeError:  # no writable cache folder here: compile in every process
+                self._compiled = numba.njit(nogil=True)(self.loop)
         return self._compiled(*args)
