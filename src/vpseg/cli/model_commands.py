@@ -151,7 +151,7 @@ def read_video_file(path: Path) -> InputVideo:
     try:
         import av
     except ImportError:  # pragma: no cover - depends on the installation
-        raise InputError("reading video files needs PyAV: pip install 'vpseg[video]'") from None
+        raise InputError("reading video files needs PyAV, which is not importable here: pip install av") from None
 
     def decode() -> Iterator[np.ndarray]:
         with av.open(str(path)) as container:

@@ -1,4 +1,4 @@
-"""Writing rendered frames: a PNG per frame, or an H.264 MP4 through PyAV (``vpseg[video]``)."""
+"""Writing rendered frames: a PNG per frame, or an H.264 MP4 through PyAV (a core dependency)."""
 
 from __future__ import annotations
 
