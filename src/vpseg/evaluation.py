@@ -359,12 +359,13 @@ def evaluate(
     if not names:
         raise InputError(f"no {fmt.name} ground-truth videos found", path=gt_root)
     have = pred_fmt.list_videos(pred_root)
-    missing = [n for n in names if n not in set(have)]
+    have_set, name_set = set(have), set(names)
+    missing = [n for n in names if n not in have_set]
     if missing:
         raise InputError(f"missing video {missing[0]!r} that the ground truth has"
                          + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
                          path=pred_root)
-    extra = [n for n in have if n not in set(names)]
+    extra = [n for n in have if n not in name_set]
     notes = ([f"{pred_root}: {len(extra)} prediction video(s) that the ground truth does not "
               f"have are ignored ({', '.join(extra[:3])}{', ...' if len(extra) > 3 else ''})"]
              if extra else [])
