@@ -25,9 +25,9 @@ import torch
 
 from vpseg.core.synthetic import SynthConfig, generate_video
 from vpseg.core.video import Video
-from vpseg.engine.inference import PostProcess, segment_frames
-from vpseg.engine.train import load_model
+from vpseg.engine.inference import load_model
 from vpseg.evaluation import VPQ_PRESETS, EvalConfig, evaluate_video
+from vpseg.models.kmax_inference import PostProcess, segment_frames
 from vpseg.tracking import make_tracker
 
 ROWS = [
@@ -55,7 +55,7 @@ def main() -> None:
     h, w = (int(v) for v in args.size.split(","))
     models = {2: load_model(args.checkpoint)}
     models[1] = load_model(args.online_checkpoint) if args.online_checkpoint else models[2]
-    labels = models[2][2]
+    labels = models[2].labels
     videos = [generate_video(SynthConfig(height=h, width=w, frames=args.frames), labels,
                              seed=args.seed, index=i) for i in range(args.videos)]
     ks, names, _ = VPQ_PRESETS["vipseg"]
@@ -65,13 +65,14 @@ def main() -> None:
     print(f"{'setting':<12}{'association':<34}{'STQ':>7}{'AQ':>7}{'SQ':>7}{'VPQ':>7}{'s/frame':>9}")
     torch.set_grad_enabled(False)
     for setting, clip, what, tracker, params in ROWS:
-        model, spec, _ = models[clip]
-        post = PostProcess(input_scale=spec.input_scale)  # as vpseg segment / demo run it
+        loaded = models[clip]
+        # the scale vpseg segment / demo run at (the training scale times the checkpoint's factor)
+        post = PostProcess(input_scale=loaded.options().scale(h, w))
         acc = None
         start = time.perf_counter()
         for gt in videos:
             assert gt.rgb is not None
-            pred = list(segment_frames(model, gt.rgb, labels, make_tracker(tracker, **params),
+            pred = list(segment_frames(loaded.model, gt.rgb, labels, make_tracker(tracker, **params),
                                        clip=clip, post=post))
             a = evaluate_video(gt, Video(name=gt.name, panoptic=pred, label_space=labels),
                                labels, config)

@@ -337,7 +337,7 @@ def test_training_resumes_bit_identically(tmp_path) -> None:
 
 def test_segment_frames_gives_tracks_online_and_near_online() -> None:
     from vpseg.core.synthetic import generate_video
-    from vpseg.engine.inference import segment_frames
+    from vpseg.models.kmax_inference import segment_frames
     from vpseg.tracking import make_tracker
 
     torch.manual_seed(0)
@@ -349,7 +349,7 @@ def test_segment_frames_gives_tracks_online_and_near_online() -> None:
 
 
 def test_an_input_scale_returns_masks_at_the_input_size() -> None:
-    from vpseg.engine.inference import PostProcess, predict_clip
+    from vpseg.models.kmax_inference import PostProcess, predict_clip
 
     torch.manual_seed(0)
     model = build_model("video-kmax-tiny", C).eval()

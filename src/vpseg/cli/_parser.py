@@ -29,6 +29,10 @@ def _add_format(p: argparse.ArgumentParser, *, flag: str = "--format", dest: str
                    help="dataset format: " + ", ".join(commands.format_names()))
 
 
+MODEL_HELP = ("a registered model: `vpseg models` lists them (video-kmax-*, panoptic-deeplab-*, "
+              "motion-deeplab-*)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from vpseg.cli import commands, model_commands
 
@@ -143,16 +147,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-space")
     p.set_defaults(func=commands.track)
 
-    p = sub.add_parser("train", help="train a Video-kMaX model (torchrun for several GPUs)")
-    p.add_argument("--model", default="video-kmax-tiny",
-                   help="video-kmax-tiny, video-kmax-r50, video-kmax-convnext-l")
+    p = sub.add_parser("models", help="list the models train / segment / demo know")
+    p.set_defaults(func=model_commands.models)
+
+    p = sub.add_parser("train", help="train a model (torchrun for several GPUs)")
+    p.add_argument("--model", default="video-kmax-tiny", help=MODEL_HELP)
     p.add_argument("--data", help="dataset root (default: the synthetic world, a fresh scene "
                    "per clip, in --format's label space)")
     _add_format(p)
     p.add_argument("--split", help="split to train on (default: the format's train split)")
     p.add_argument("--label-space")
     p.add_argument("--out", required=True, help="run folder (ckpt.pt is written there)")
-    p.add_argument("--clip", type=int, default=2, help="frames per clip: 1 online, 2 near-online")
+    p.add_argument("--clip", type=int,
+                   help="frames per training sample (default: the model's, `vpseg models`)")
     p.add_argument("--epochs", type=float, help="passes over the data set's clips")
     p.add_argument("--iters", type=int, help="training iterations")
     p.add_argument("--minutes", type=float, help="as many iterations as fit in this time here")
@@ -161,13 +168,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-scale", type=float, default=0.75)
     p.add_argument("--max-scale", type=float, default=1.5)
     p.add_argument("--input-scale", type=float, default=1.0,
-                   help="inference resizes frames by this factor (stored in the checkpoint)")
+                   help="inference scale relative to the training scale (stored in the "
+                   "checkpoint): frames are resized so their short side is the training frames' "
+                   "times this")
     p.add_argument("--lr", type=float, default=1e-3, help="AdamW base learning rate (poly decay)")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--warmup", type=int, default=100, help="warmup iterations")
     p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--sample-pixels", type=int, default=4096,
-                   help="pixels per clip in the instance-discrimination loss (K×K contrast)")
+    p.add_argument("--loss", action="append", metavar="KEY=VALUE",
+                   help="a loss option of the model (`vpseg models` lists them), repeatable")
     p.add_argument("--amp", action="store_true", help="mixed precision")
     p.add_argument("--checkpoint-every", type=int, default=500)
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -185,10 +194,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-format", help="INPUT is a data set in this format")
     p.add_argument("--split", help="split of the input data set")
     p.add_argument("--out-split", default="val", help="split folder of the output")
-    p.add_argument("--tracker", default="hila")
+    p.add_argument("--tracker", help="association (default: the model's, `vpseg models`)")
     p.add_argument("--clip", type=int, help="clip length (default: the one trained with)")
     p.add_argument("--input-scale", type=float,
-                   help="resize frames by this factor for the network (default: the checkpoint's)")
+                   help="inference scale relative to the training scale (default: the "
+                   "checkpoint's); frames of any size are first brought to the training scale")
     p.add_argument("--no-overlay", action="store_true", help="write no overlay MP4s")
     p.add_argument("--submission", action="store_true",
                    help="write the benchmark's submission layout of --format (docs/formats.md)")
@@ -203,19 +213,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-videos", type=int, default=4)
     p.add_argument("--frames", type=int, default=30, help="frames per val video")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--clip", type=int, default=2, choices=(1, 2),
-                   help="2: near-online (the default), 1: online")
-    p.add_argument("--tracker", default="hila", help="association for segmenting val")
-    p.add_argument("--lr", type=float, default=8e-3)
-    p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--min-scale", type=float, default=1.0,
-                   help="training scale jitter (1.0-1.6: zoomed in, around the 1.25 of inference)")
-    p.add_argument("--max-scale", type=float, default=1.6)
-    p.add_argument("--input-scale", type=float, default=1.25,
-                   help="inference resizes the val frames by this factor (1.25: small things "
-                   "segment better slightly enlarged, +0.01-0.03 STQ on two val sets)")
-    p.add_argument("--sample-pixels", type=int, default=512,
-                   help="pixels per clip in the instance-discrimination loss")
+    p.add_argument("--model", default="video-kmax-tiny", help=MODEL_HELP)
+    p.add_argument("--clip", type=int, help="frames per clip (video-kmax: 2 near-online, 1 "
+                   "online); the defaults of this and the next flags are the model's recipe")
+    p.add_argument("--tracker", help="association for segmenting val")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--min-scale", type=float,
+                   help="training scale jitter (video-kmax: 1.0-1.6, zoomed in around the 1.25 "
+                   "of inference)")
+    p.add_argument("--max-scale", type=float)
+    p.add_argument("--input-scale", type=float,
+                   help="inference scale relative to the training scale (video-kmax: 1.25, small "
+                   "things segment better slightly enlarged, +0.01-0.03 STQ on two val sets)")
+    p.add_argument("--loss", action="append", metavar="KEY=VALUE",
+                   help="a loss option of the model (`vpseg models` lists them), repeatable")
     p.add_argument("--clips-per-video", type=int, default=1,
                    help="consecutive training clips taken from each generated scene")
     p.add_argument("--train-objects", type=int, default=24,

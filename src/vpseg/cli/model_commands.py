@@ -22,9 +22,9 @@ from vpseg.errors import InputError
 from vpseg.formats import Format, get_format
 
 if TYPE_CHECKING:
-    from vpseg.engine.inference import PostProcess
+    from vpseg.models.registry import ModelEntry, Recipe
 
-__all__ = ["train", "segment", "demo", "read_video_file", "InputVideo", "input_videos"]
+__all__ = ["train", "segment", "demo", "models", "read_video_file", "InputVideo", "input_videos"]
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -48,6 +48,60 @@ def _pair(text: str, what: str) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------
+# the registry: model names, their defaults, loss options
+
+
+def _model(name: str) -> ModelEntry:
+    from vpseg.models.registry import get_model
+
+    try:
+        return get_model(name)
+    except KeyError as exc:
+        raise InputError(str(exc.args[0])) from None
+
+
+def _fill(args: argparse.Namespace, recipe: Recipe, keys: Sequence[str]) -> None:
+    """Flags the user did not give take the model's recipe value."""
+    for key in keys:
+        if getattr(args, key, None) is None:
+            setattr(args, key, getattr(recipe, key))
+
+
+def _loss_options(entry: ModelEntry, given: Sequence[str] | None,
+                  defaults: dict | None = None) -> tuple[tuple[str, object], ...]:
+    """``--loss key=value`` flags checked against the model's loss options."""
+    from vpseg.models.registry import parse_options
+
+    values: dict[str, object] = dict(defaults or {})
+    for item in given or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"--loss takes KEY=VALUE, got {item!r}")
+        values[key.strip().replace("-", "_")] = value.strip()
+    try:
+        options = parse_options(entry.family.loss_options, values)
+    except ValueError as exc:
+        raise InputError(f"--loss for {entry.name}: {exc}") from None
+    return tuple((k, getattr(options, k)) for k in values)
+
+
+def models(args: argparse.Namespace) -> int:
+    """List the registered models, their defaults and loss options."""
+    from dataclasses import fields
+
+    from vpseg.models.registry import families
+
+    for fam in families():
+        r = fam.recipe
+        print(f"{fam.name}: {fam.description}")
+        print(f"  models: {', '.join(fam.configs)}")
+        own = f" (its own: {', '.join(r.trackers)})" if r.trackers else ""
+        print(f"  trains on clips of {r.clip}, tracks with {r.tracker}{own}")
+        print(f"  --loss options: {', '.join(f.name for f in fields(fam.loss_options))}")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
 # vpseg train
 
 
@@ -61,8 +115,6 @@ def _check_knobs(args: argparse.Namespace) -> None:
         raise InputError("--min-scale and --max-scale must satisfy 0 < min <= max")
     if args.input_scale <= 0:
         raise InputError("--input-scale must be > 0")
-    if args.sample_pixels < 1:
-        raise InputError("--sample-pixels must be >= 1")
 
 
 def train(args: argparse.Namespace) -> int:
@@ -73,16 +125,16 @@ def train(args: argparse.Namespace) -> int:
     from vpseg.engine.data import ClipAugment, FormatClips, SyntheticClips
     from vpseg.engine.train import RunSpec, calibrate_iterations, make_trainer
     from vpseg.engine.trainer import TrainConfig, seed_everything
-    from vpseg.models.losses import LossWeights
-    from vpseg.models.video_kmax import MODEL_CONFIGS
 
-    if args.model not in MODEL_CONFIGS:
-        raise InputError(f"unknown model {args.model!r}; known: {', '.join(MODEL_CONFIGS)}")
+    entry = _model(args.model)
+    _fill(args, entry.family.recipe, ["clip"])
     _check_knobs(args)
+    loss = _loss_options(entry, args.loss)
     fmt = _format(args.format)
     crop = _pair(args.crop, "--crop")
     labels = load_label_space(args.label_space) if args.label_space else None
     aug = ClipAugment(crop=crop, scale=(args.min_scale, args.max_scale))
+    short = min(crop)  # the synthetic world is rendered at the crop size
     if args.data is None:  # the synthetic world, a fresh scene per clip
         labels = labels or fmt.default_label_space()
         dataset: torch.utils.data.Dataset = SyntheticClips(
@@ -95,11 +147,14 @@ def train(args: argparse.Namespace) -> int:
                               seed=args.seed, label_space=labels)
         if len(dataset) == 0:
             raise InputError(f"no clips of {args.clip} annotated frames found", path=args.data)
-        first = fmt.list_videos(args.data, split=args.split)[0]
-        labels = labels or fmt.read_video(args.data, first, split=args.split).label_space
+        first = fmt.read_video(args.data, fmt.list_videos(args.data, split=args.split)[0],
+                               split=args.split)
+        labels = labels or first.label_space
+        short = min(np.asarray(first.panoptic[0]).shape)
     assert labels is not None
     spec = RunSpec(model=args.model, clip=args.clip, batch_size=args.batch_size, crop=crop,
-                   input_scale=args.input_scale)
+                   input_scale=args.input_scale,
+                   train_short_side=int(short), loss=loss)
     out = Path(args.out)
     resume = out / "ckpt.pt" if args.resume else None
     if resume is not None:
@@ -121,8 +176,7 @@ def train(args: argparse.Namespace) -> int:
                              deterministic=args.deterministic)
     seed_everything(config.seed, config.deterministic)
     trainer = make_trainer(spec, labels, dataset, config, out_dir=out, progress=True,
-                           device=args.device, backbone_weights=args.backbone_weights,
-                           weights=LossWeights(sample_pixels=args.sample_pixels))
+                           device=args.device, backbone_weights=args.backbone_weights)
     if resume is not None:
         trainer.resume(resume)
         print(f"resumed {resume} at iteration {trainer.iteration}/{config.max_iters}")
@@ -224,36 +278,35 @@ def input_videos(path: str, fmt_name: str | None, split: str | None) -> list[Inp
 
 
 def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, fmt: Format, *,
-                   tracker_name: str = "hila", clip: int | None = None, split: str = "val",
+                   tracker_name: str | None = None, clip: int | None = None, split: str = "val",
                    overlay: bool = True, fps: float = 10.0, progress: bool = True,
-                   post: PostProcess | None = None, submission: bool = False,
+                   input_scale: float | None = None, submission: bool = False,
                    ) -> tuple[LabelSpace, list[str]]:
-    """Segment ``videos`` with a checkpoint; write panoptic frames in ``fmt`` (and overlay MP4s
-    under ``out/overlay/``). Returns the label space and the video names."""
+    """Segment ``videos`` with a checkpoint (any registered model); write panoptic frames in
+    ``fmt`` (and overlay MP4s under ``out/overlay/``). Returns the label space and the names."""
     import torch
     from tqdm import tqdm
 
     from vpseg._allocator import keep_freed_memory
-    from vpseg.engine.inference import PostProcess, segment_frames
-    from vpseg.engine.train import load_model
-    from vpseg.tracking import make_tracker
+    from vpseg.engine.inference import load_model
+    from vpseg.tracking import TRACKERS
     from vpseg.tracking.video import FramesInOrder
     from vpseg.viz import render_frames, write_mp4
 
-    model, spec, labels = load_model(checkpoint)
-    post = post or PostProcess(input_scale=spec.input_scale)
+    loaded = load_model(checkpoint)
+    tracker = tracker_name or loaded.entry.family.recipe.tracker
+    if tracker not in TRACKERS and tracker not in loaded.trackers:
+        raise InputError(f"unknown tracker {tracker!r} for {loaded.spec.model}; known: "
+                         f"{', '.join([*TRACKERS, *loaded.trackers])}")
     if torch.cuda.is_available():
-        model = model.cuda()
+        loaded.model = loaded.model.cuda()
     else:
         keep_freed_memory()
-    t = clip or spec.clip
-    try:
-        tracker = make_tracker(tracker_name)
-    except KeyError as exc:
-        raise InputError(str(exc.args[0])) from None
+    options = loaded.options(clip=clip, input_scale=input_scale)
+    labels = loaded.labels
     with fmt.open_writer(out, label_space=labels, split=split, submission=submission) as writer:
         for video in videos:
-            frames = segment_frames(model, video.frames(), labels, tracker, clip=t, post=post)
+            frames = loaded.segment(video.frames(), tracker, options=options)
             bar = tqdm(frames, total=len(video.frame_names), desc=video.name, unit="frame",
                        disable=not (progress and sys.stderr.isatty()), leave=False)
             writer.write(Video(name=video.name, panoptic=FramesInOrder(iter(bar), len(video.frame_names)),
@@ -268,8 +321,6 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
 
 
 def segment(args: argparse.Namespace) -> int:
-    from vpseg.engine.inference import PostProcess
-
     if args.input_scale is not None and args.input_scale <= 0:
         raise InputError("--input-scale must be > 0")
     if not 0 < args.fps <= 1000:
@@ -281,11 +332,10 @@ def segment(args: argparse.Namespace) -> int:
     fmt = _format(args.format)
     check_output_folder(args.out, "--out", [args.input])
     videos = input_videos(args.input, args.input_format, args.split)
-    post = None if args.input_scale is None else PostProcess(input_scale=args.input_scale)
     with staged_folder(args.out, "--out", [args.input]) as stage:
         segment_videos(videos, args.checkpoint, stage, fmt, tracker_name=args.tracker,
                        clip=args.clip, split=args.out_split, overlay=not args.no_overlay,
-                       fps=args.fps, post=post, submission=args.submission)
+                       fps=args.fps, input_scale=args.input_scale, submission=args.submission)
     print(f"segmented {len(videos)} video(s) -> {args.out} ({fmt.name})"
           + ("" if args.no_overlay else f", overlays in {Path(args.out) / 'overlay'}"))
     return 0
@@ -301,8 +351,8 @@ def _num(value: float | None) -> str:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Synthetic KITTI-STEP train/val, train video-kmax-tiny near-online on the CPU for
-    ``--minutes``, segment val with HiLA-MB, evaluate, write everything to ``--out``."""
+    """Synthetic KITTI-STEP train/val, train ``--model`` (default video-kmax-tiny) on the CPU for
+    ``--minutes``, segment val with its association, evaluate, write everything to ``--out``."""
     import torch
 
     from vpseg.cli.commands import synthesize
@@ -312,14 +362,18 @@ def demo(args: argparse.Namespace) -> int:
     from vpseg.engine.trainer import TrainConfig, seed_everything
     from vpseg.evaluation import VPQ_PRESETS, EvalConfig, evaluate
     from vpseg.evaluation_report import format_results
-    from vpseg.models.losses import LossWeights
     from vpseg.viz import render_frames, write_mp4
 
+    entry = _model(args.model)
+    recipe = entry.family.recipe
+    _fill(args, recipe, ["clip", "tracker", "lr", "batch_size", "min_scale", "max_scale",
+                         "input_scale"])
     _check_knobs(args)
     if (args.minutes <= 0 or args.val_videos < 1 or args.frames < 2 or args.clips_per_video < 1
             or args.train_objects < 0 or (args.iters is not None and args.iters < 1)):
         raise InputError("--minutes must be > 0, --val-videos, --clips-per-video and --iters "
                          ">= 1, --frames >= 2, --train-objects >= 0")
+    loss = _loss_options(entry, args.loss, dict(recipe.loss))
     wall = time.perf_counter()
     out = Path(args.out)
     fmt = _format("kitti-step")
@@ -332,16 +386,15 @@ def demo(args: argparse.Namespace) -> int:
                videos=args.val_videos, seed=10_000 + args.seed, split="val")
     print(f"[1/4] synthetic KITTI-STEP val set: {args.val_videos} videos x {args.frames} frames "
           f"{h}x{w} -> {val_root}")
-    spec = RunSpec(model="video-kmax-tiny", clip=args.clip, batch_size=args.batch_size,
-                   crop=(h, w), input_scale=args.input_scale)
+    spec = RunSpec(model=args.model, clip=args.clip, batch_size=args.batch_size,
+                   crop=(h, w), input_scale=args.input_scale, train_short_side=min(h, w), loss=loss)
     clips = SyntheticClips(labels, length=10**9, frames=spec.clip, seed=args.seed,
                            config=SynthConfig(height=h, width=w, frames=spec.clip,
                                              objects=args.train_objects),
                            clips_per_video=args.clips_per_video, interleave=args.batch_size,
                            augment=ClipAugment(crop=(h, w), scale=(args.min_scale, args.max_scale)))
-    # 2. train near-online within the time budget (the rest of it is for segmenting + eval)
+    # 2. train within the time budget (the rest of it is for segmenting + eval)
     budget = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
-    weights = LossWeights(sample_pixels=args.sample_pixels)  # K×K pixel contrast: 512 fits a CPU
     # a first estimate of the iteration count (warmup and schedule shape); the training loop
     # re-estimates it from its own speed and stops on time. Mixed precision where it pays here.
     modes = {"on": (True,), "off": (False,), "auto": (False, True)}[args.amp]
@@ -349,7 +402,7 @@ def demo(args: argparse.Namespace) -> int:
     if args.iters and len(modes) == 1:
         iters = args.iters
     else:
-        per_iter = time_steps(spec, labels, clips, amp=modes, weights=weights, probe=3)
+        per_iter = time_steps(spec, labels, clips, amp=modes, probe=3)
         if len(modes) > 1:
             amp = per_iter[True] < 0.9 * per_iter[False]  # mixed precision only >= 10 % faster
             print(f"      a training step here: {per_iter[True]:.2f} s with mixed precision, "
@@ -358,23 +411,20 @@ def demo(args: argparse.Namespace) -> int:
     config = TrainConfig(max_iters=iters, lr=args.lr, warmup_iters=min(100, iters // 10),
                          seed=args.seed, amp=amp)
     seed_everything(config.seed)
-    trainer = make_trainer(spec, labels, clips, config, out_dir=out / "run", progress=True,
-                           weights=weights)
-    mode = "near-online" if spec.clip > 1 else "online"
+    trainer = make_trainer(spec, labels, clips, config, out_dir=out / "run", progress=True)
     seconds = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
     params = sum(p.numel() for p in trainer.model.parameters()) / 1e6
+    what = f"{args.model} (clips of {spec.clip}, {params:.2f}M parameters)"
     if args.iters:
-        print(f"[2/4] training video-kmax-tiny ({mode}, T={spec.clip}, {params:.2f}M parameters) "
-              f"for {iters} iterations ...")
+        print(f"[2/4] training {what} for {iters} iterations ...")
         trainer.train()
     else:
-        print(f"[2/4] training video-kmax-tiny ({mode}, T={spec.clip}, {params:.2f}M parameters) "
-              f"for {seconds / 60:.1f} min (~{iters} iterations) ...")
+        print(f"[2/4] training {what} for {seconds / 60:.1f} min (~{iters} iterations) ...")
         trainer.train(seconds=seconds)
     iters = trainer.iteration
     ckpt = out / "run" / "ckpt.pt"
-    # 3. segment the val videos (near-online with HiLA-MB by default)
-    print(f"[3/4] segmenting {args.val_videos} val videos {mode} with {args.tracker} ...")
+    # 3. segment the val videos with the model's association
+    print(f"[3/4] segmenting {args.val_videos} val videos with {args.tracker} ...")
     videos = input_videos(str(val_root), "kitti-step", "val")
     pred_root = out / "pred"
     segment_videos(videos, ckpt, pred_root, fmt, tracker_name=args.tracker, clip=spec.clip,
@@ -396,7 +446,7 @@ def demo(args: argparse.Namespace) -> int:
                       result["semantic"]["mIoU"])
     report = "\n".join([
         "# vpseg demo", "",
-        f"video-kmax-tiny trained {mode} (clips of {spec.clip} frames, batch {spec.batch_size}, "
+        f"{args.model} trained on clips of {spec.clip} frames (batch {spec.batch_size}, "
         f"lr {config.lr:g}, {'mixed precision' if amp else 'float32'}) for {iters} iterations on "
         f"synthetic KITTI-STEP clips generated on the fly ({args.train_objects} thing tracks "
         f"per scene), then run on {args.val_videos} held-out "

@@ -1,159 +1,85 @@
-"""Video inference with a clip model: online (clips of one frame) or near-online (clips of T
-frames overlapping by one), each clip's segments handed to a ``vpseg.tracking`` tracker, panoptic
-frames with video-consistent track ids out.
-
-Post-processing of one clip is kMaX-DeepLab's mask-wise merge: the mask logits of the N queries
-are upsampled to the input size and turned into probabilities by a softmax over the queries; a
-query's mask is where its probability exceeds ``pixel_threshold``; a query is kept when its class
-confidence (no-object excluded) exceeds ``thing_threshold`` / ``stuff_threshold``; kept queries
-are pasted by ``score = class confidence × mean mask probability`` and dropped when better ones
-took more than ``1 − overlap`` of their mask; stuff queries of one class merge. A query is one
-*tube* over the clip: the same clip id in every frame.
-"""
+"""Inference with any registered model from its checkpoint alone: the checkpoint names the model
+and holds its configuration, label space and training scale; the model's segmenter streams a
+video's frames to panoptic frames with track ids."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
+from torch import nn
 
 from vpseg.core.labels import LabelSpace
-from vpseg.tracking import FrameSegments, Segment, Tracker, paste
-from vpseg.tracking.segments import InstanceFitter, compose
+from vpseg.engine.train import RunSpec
+from vpseg.errors import InputError
+from vpseg.models.registry import InferenceOptions, ModelEntry, config_from_dict, get_model
 
-__all__ = ["PostProcess", "ClipPrediction", "predict_clip", "segment_frames"]
+__all__ = ["LoadedModel", "load_model", "spec_from_run"]
 
 
-@dataclass(frozen=True)
-class PostProcess:
-    thing_threshold: float = 0.7
-    stuff_threshold: float = 0.5
-    pixel_threshold: float = 0.4
-    overlap: float = 0.8
-    min_area: int = 0
-    # frames are resized by this factor before the network; masks come back at the input size
-    # (a model trained on scale jitter segments small objects better a little enlarged)
-    input_scale: float = 1.0
+def spec_from_run(run: dict[str, Any]) -> RunSpec:
+    """The ``RunSpec`` a checkpoint's ``run`` entry describes (older checkpoints: no training
+    scale recorded, so the short side of the crop they were trained on)."""
+    crop = (int(run["crop"][0]), int(run["crop"][1]))
+    short = run.get("train_short_side", min(crop))
+    return RunSpec(model=run["model"], clip=int(run["clip"]), batch_size=int(run["batch_size"]),
+                   crop=crop, input_scale=float(run.get("input_scale", 1.0)),
+                   train_short_side=None if short is None else int(short),
+                   loss=tuple((str(k), v) for k, v in run.get("loss", ())))
 
 
 @dataclass
-class ClipPrediction:
-    """One clip after post-processing: per frame, the thing segments (for the tracker) and the
-    semantic map (stuff and things; ``ignore_label`` where no query was kept)."""
+class LoadedModel:
+    """A trained network (eval mode) with what its checkpoint says about it."""
 
-    things: list[FrameSegments]
-    semantic: list[np.ndarray]
+    model: nn.Module
+    entry: ModelEntry
+    spec: RunSpec
+    labels: LabelSpace
+
+    def options(self, *, clip: int | None = None, input_scale: float | None = None) -> InferenceOptions:
+        """Inference at the checkpoint's clip length and scale unless given."""
+        return InferenceOptions(clip=clip or self.spec.clip,
+                                input_scale=self.spec.input_scale if input_scale is None else input_scale,
+                                short_side=self.spec.train_short_side)
+
+    def segment(self, frames: Iterable[np.ndarray], tracker: str | None = None, *,
+                options: InferenceOptions | None = None) -> Iterator[np.ndarray]:
+        """Panoptic frames (int32, track ids as instances) for RGB frames ``(H, W, 3)`` uint8,
+        read and produced in order; ``tracker`` None: the model's default association."""
+        segmenter = self.entry.family.segmenter(self.model, self.labels, options or self.options())
+        return segmenter(frames, tracker or self.entry.family.recipe.tracker)
+
+    @property
+    def trackers(self) -> tuple[str, ...]:
+        """The model's own associations (beside ``vpseg.tracking``'s)."""
+        return self.entry.family.recipe.trackers
 
 
-def _pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+def load_model(checkpoint: str | Path) -> LoadedModel:
+    """The model of a ``vpseg train`` checkpoint (eval mode, CPU)."""
+    from vpseg.engine.checkpoint import load_checkpoint
 
-
-@torch.no_grad()
-def predict_clip(model: torch.nn.Module, images: torch.Tensor, labels: LabelSpace,
-                 post: PostProcess | None = None) -> ClipPrediction:
-    """``images`` ``T×3×H×W`` in [0, 1] -> the clip's segments (one batch element)."""
-    post = post or PostProcess()
+    state = load_checkpoint(checkpoint)
+    extra = state.get("extra") or {}
+    if "run" not in extra:
+        raise InputError("not a vpseg model checkpoint (no run description)", path=checkpoint)
+    spec = spec_from_run(extra["run"])
+    try:
+        entry = get_model(spec.model)
+    except KeyError as exc:
+        raise InputError(f"the checkpoint's model: {exc.args[0]}", path=checkpoint) from None
+    labels = LabelSpace.from_json(extra["labels"])
+    config = config_from_dict(entry.family, extra["model_config"]) if "model_config" in extra else None
+    model = entry.build(labels.max_id + 1, config)
+    weights = {k.removeprefix("module."): v for k, v in state["model"].items()}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise InputError(f"the weights do not fit {spec.model}: {str(exc).splitlines()[0]}",
+                         path=checkpoint) from None
     model.eval()
-    t, _, h, w = images.shape
-    device = next(model.parameters()).device
-    images = images.to(device)
-    if post.input_scale != 1.0:
-        size = (max(1, round(h * post.input_scale)), max(1, round(w * post.input_scale)))
-        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
-    sh, sw = images.shape[-2:]
-    padded = _pad_to(images, 32)
-    ph, pw = padded.shape[-2:]
-    out = model(padded[None])
-    n_cls = out["class_logits"].shape[-1] - 1
-    probs = out["class_logits"][0].float().softmax(-1)[:, :n_cls]
-    score, category = probs.max(-1)
-    # mask logits B×N×(T·h4)×w4 -> per frame at the padded size, cropped back
-    logits = out["mask_logits"][0].float()
-    n = logits.shape[0]
-    frames = logits.reshape(n, t, logits.shape[1] // t, logits.shape[2]).permute(1, 0, 2, 3)
-    frames = F.interpolate(frames, size=(ph, pw), mode="bilinear", align_corners=False)[:, :, :sh, :sw]
-    if (sh, sw) != (h, w):
-        frames = F.interpolate(frames, size=(h, w), mode="bilinear", align_corners=False)
-    mask_probs = frames.softmax(1).permute(1, 0, 2, 3).reshape(n, t * h, w)  # N × T·h × w
-    thing = torch.tensor([int(c) in labels and labels.is_thing(int(c)) for c in category.tolist()],
-                         dtype=torch.bool)
-    keep = score > torch.where(thing, post.thing_threshold, post.stuff_threshold)
-    embeddings = F.normalize(out["query_embedding"][0].float(), dim=-1).cpu().numpy()
-    segments: list[Segment] = []
-    for q in torch.nonzero(keep).squeeze(1).tolist():
-        prob = mask_probs[q]
-        mask = prob > post.pixel_threshold  # a tube over the T stacked frames
-        if not bool(mask.any()):
-            continue
-        segments.append(Segment(mask=mask.cpu().numpy(), category=int(category[q]),
-                                score=float(score[q]) * float(prob[mask].mean()),
-                                embedding=embeddings[q], clip_id=q))
-    pasted, _ = paste(segments, (t * h, w), min_area=post.min_area, overlap=post.overlap)
-    index = pasted.index.reshape(t, h, w)
-    cats = pasted.category
-    is_thing = np.array([labels.is_thing(int(c)) for c in cats], dtype=bool)
-    sem_lut = np.concatenate([[labels.ignore_label], cats]).astype(np.int64)
-    # thing segments renumbered per frame: k-th thing segment of the clip -> per-frame index
-    thing_pos = np.flatnonzero(is_thing)
-    lut = np.zeros(len(cats) + 1, dtype=np.int32)
-    lut[thing_pos + 1] = np.arange(1, len(thing_pos) + 1)
-    things, semantic = [], []
-    emb = pasted.embedding
-    for f in range(t):
-        semantic.append(sem_lut[index[f]])
-        local = lut[index[f]]
-        present = np.unique(local[local > 0]) - 1  # positions in thing_pos
-        remap = np.zeros(len(thing_pos) + 1, dtype=np.int32)
-        remap[present + 1] = np.arange(1, len(present) + 1)
-        sel = thing_pos[present]
-        things.append(FrameSegments(
-            index=remap[local], category=cats[sel], score=pasted.score[sel],
-            embedding=None if emb is None else emb[sel],
-            clip_id=None if pasted.clip_id is None else pasted.clip_id[sel]))
-    return ClipPrediction(things=things, semantic=semantic)
-
-
-def segment_frames(
-    model: torch.nn.Module, frames: Iterable[np.ndarray], labels: LabelSpace, tracker: Tracker,
-    *, clip: int = 2, post: PostProcess | None = None,
-) -> Iterator[np.ndarray]:
-    """Panoptic frames (``int32``, track ids as instances) for RGB frames ``(H, W, 3)`` uint8, read
-    and produced in order. ``clip`` 1: online; ``clip`` T > 1: near-online, clips of T frames
-    overlapping by one (a frame's output comes from the first clip it is segmented in; the
-    overlapping frame only carries identities across, for trackers that take overlapping clips;
-    frame-by-frame trackers get each clip's new frames)."""
-    if clip < 1:
-        raise ValueError("clip length must be >= 1")
-    tracker.reset()
-    fit = InstanceFitter(labels.label_divisor)  # past 999 tracks: renumbered within a class
-    window: list[np.ndarray] = []
-    first = True
-
-    def run(batch: Sequence[np.ndarray], overlap: int) -> list[np.ndarray]:
-        images = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2).float() / 255.0
-        pred = predict_clip(model, images, labels, post)
-        if tracker.accepts_overlap:
-            ids = tracker.update(pred.things, rgb=list(batch), overlap=overlap)
-        else:  # frame-by-frame trackers see each frame once
-            ids = [np.zeros(0, np.int64)] * overlap + tracker.update(
-                pred.things[overlap:], rgb=list(batch[overlap:]))
-        out = []
-        for f in range(overlap, len(batch)):
-            instances = fit(pred.things[f].category, ids[f])
-            out.append(compose(pred.things[f], instances, pred.semantic[f], labels).astype(np.int32))
-        return out
-
-    for frame in frames:
-        window.append(np.asarray(frame))
-        if len(window) == clip:
-            yield from run(window, 0 if first or clip == 1 else 1)
-            first = False
-            window = window[-1:] if clip > 1 else []
-    if window and (first or len(window) > 1):  # the tail shorter than a clip
-        yield from run(window, 0 if first else 1)
+    return LoadedModel(model, entry, spec, labels)

@@ -1,8 +1,10 @@
-"""Training a Video-kMaX model: clips from a data set (or the synthetic world, generated on the fly),
-the kMaX losses, the plain ``Trainer`` loop; DDP under ``torchrun``.
+"""Training any registered model (``vpseg.models.registry``): clips from a data set (or the
+synthetic world, generated on the fly), the model's criterion, the plain ``Trainer`` loop; DDP
+under ``torchrun``.
 
 The run folder holds ``ckpt.pt`` (model, optimizer, schedule position, RNG states, and the
-``run`` entry: model name, label space, clip length, crop — everything ``vpseg segment`` needs).
+``run`` entry: model name, label space, clip length, crop, training scale, the network's full
+configuration and the loss options — everything ``vpseg segment`` needs).
 """
 
 from __future__ import annotations
@@ -25,11 +27,9 @@ from vpseg.core.labels import LabelSpace
 from vpseg.engine import distributed
 from vpseg.engine.data import collate
 from vpseg.engine.trainer import TrainConfig, Trainer
-from vpseg.models.losses import KMaXLoss, LossWeights, make_targets
-from vpseg.models.video_kmax import MODEL_CONFIGS, KMaXConfig, VideoKMaX, build_model
+from vpseg.models.registry import Criterion, get_model, parse_options
 
-__all__ = ["RunSpec", "make_trainer", "time_steps", "calibrate_iterations", "num_classes_of",
-           "load_model"]
+__all__ = ["RunSpec", "make_trainer", "time_steps", "calibrate_iterations", "num_classes_of"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,11 @@ class RunSpec:
     clip: int
     batch_size: int
     crop: tuple[int, int]
-    input_scale: float = 1.0  # inference resizes frames by this factor (``PostProcess``)
+    input_scale: float = 1.0  # inference scale relative to the training scale
+    # short side of the frames trained on (before augmentation); inference brings every frame
+    # to it (times ``input_scale``). None: frames are only resized by ``input_scale``.
+    train_short_side: int | None = None
+    loss: tuple[tuple[str, Any], ...] = ()  # the criterion's options that differ from its defaults
 
 
 def num_classes_of(labels: LabelSpace) -> int:
@@ -88,16 +92,9 @@ def _batches(dataset: Dataset[dict[str, torch.Tensor]], batch_size: int,
     return Prefetch(batch) if spare_core(info.device) else batch
 
 
-def _loss_fn(labels: LabelSpace, criterion: KMaXLoss, device: str,
-             log: dict[str, float]) -> Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]:
+def _loss_fn(criterion: Criterion, log: dict[str, float]) -> Callable[[nn.Module, dict[str, torch.Tensor]], torch.Tensor]:
     def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        images = batch["images"].to(device, non_blocking=True)
-        out = model(images)
-        # targets at the final mask logits' resolution, per frame
-        hs, ws = out["mask_logits"].shape[-2] // images.shape[1], out["mask_logits"].shape[-1]
-        targets = make_targets(batch["panoptic"], labels, (hs, ws))
-        targets = [t.to(device) for t in targets]
-        total, parts = criterion(out, targets)
+        total, parts = criterion(model, batch)
         log.update(parts)
         return total
 
@@ -107,21 +104,21 @@ def _loss_fn(labels: LabelSpace, criterion: KMaXLoss, device: str,
 def make_trainer(
     spec: RunSpec, labels: LabelSpace, dataset: Dataset[dict[str, torch.Tensor]],
     config: TrainConfig, *, out_dir: str | Path | None = None, progress: bool = False,
-    weights: LossWeights | None = None, device: str | None = None,
-    backbone_weights: str | Path | None = None,
+    device: str | None = None, backbone_weights: str | Path | None = None,
 ) -> Trainer:
-    """A ``Trainer`` for ``spec.model`` on ``dataset`` (DDP-wrapped under ``torchrun``)."""
-    if spec.model not in MODEL_CONFIGS:
-        raise ValueError(f"unknown model {spec.model!r}; known: {', '.join(MODEL_CONFIGS)}")
+    """A ``Trainer`` for ``spec.model`` on ``dataset`` (DDP-wrapped under ``torchrun``).
+    Unknown model names raise ``KeyError``, unknown loss options ``ValueError``."""
+    entry = get_model(spec.model)
+    options = parse_options(entry.family.loss_options, dict(spec.loss))
     info = distributed.init(device)
     if info.device == "cpu":
         keep_freed_memory()  # no page faults for the same tensors every step (allocator.py)
-    net = build_model(spec.model, num_classes_of(labels))
+    net = entry.build(num_classes_of(labels))
     model: nn.Module = net
     if backbone_weights is not None:
         from vpseg.models.backbones import load_backbone_weights
 
-        load_backbone_weights(net.backbone, backbone_weights)
+        load_backbone_weights(net.backbone, backbone_weights)  # type: ignore[arg-type]
     model = model.to(info.device)
     if info.device == "cpu":  # oneDNN convolutions run ~20 % faster on NHWC tensors
         model = model.to(memory_format=torch.channels_last)
@@ -131,28 +128,26 @@ def make_trainer(
         model = nn.parallel.DistributedDataParallel(
             model, device_ids=[info.local_rank] if info.device.startswith("cuda") else None)
     log: dict[str, float] = {}
-    trainer = Trainer(model, _loss_fn(labels, KMaXLoss(num_classes_of(labels), weights), info.device, log),
+    trainer = Trainer(model, _loss_fn(entry.family.criterion(labels, options), log),
                       _batches(dataset, spec.batch_size, info), config,
                       out_dir=out_dir if distributed.is_main() else None,
                       progress=progress and distributed.is_main())
     # the network's full configuration travels with the weights: a checkpoint loads even after
     # the named configurations change
     trainer.extra_state = {"run": asdict(spec), "labels": labels.to_json(),
-                           "model_config": asdict(net.config)}
+                           "model_config": asdict(entry.config)}
     trainer.loss_parts = log
     return trainer
 
 
 def time_steps(spec: RunSpec, labels: LabelSpace, dataset: Dataset[dict[str, torch.Tensor]],
-               *, amp: tuple[bool, ...] = (False,), probe: int = 4,
-               weights: LossWeights | None = None) -> dict[bool, float]:
+               *, amp: tuple[bool, ...] = (False,), probe: int = 4) -> dict[bool, float]:
     """Seconds per training iteration on this machine for each AMP setting in ``amp``: the
     median of ``probe`` steps of a throwaway copy of a fresh model, on data the real run never
     sees, the settings taking turns step by step (a machine whose speed drifts meanwhile slows
     all of them alike). The real run starts from its own seed afterwards."""
     state = torch.get_rng_state()
-    trainer = make_trainer(spec, labels, dataset, TrainConfig(max_iters=10_000, seed=0),
-                           weights=weights)
+    trainer = make_trainer(spec, labels, dataset, TrainConfig(max_iters=10_000, seed=0))
     probe_batches = _batches(dataset, spec.batch_size, distributed.DistInfo())
     trainer.batches = lambda i: probe_batches(i + 1_000_000)
     times: dict[bool, list[float]] = {a: [] for a in amp}
@@ -171,35 +166,7 @@ def time_steps(spec: RunSpec, labels: LabelSpace, dataset: Dataset[dict[str, tor
 
 def calibrate_iterations(spec: RunSpec, labels: LabelSpace,
                          dataset: Dataset[dict[str, torch.Tensor]], seconds: float,
-                         *, probe: int = 4, weights: LossWeights | None = None,
-                         amp: bool = False) -> int:
+                         *, probe: int = 4, amp: bool = False) -> int:
     """How many iterations fit into ``seconds`` on this machine (``time_steps``)."""
-    per_iter = time_steps(spec, labels, dataset, amp=(amp,), probe=probe, weights=weights)[amp]
+    per_iter = time_steps(spec, labels, dataset, amp=(amp,), probe=probe)[amp]
     return max(1, int(seconds / per_iter))
-
-
-def load_model(checkpoint: str | Path) -> tuple[VideoKMaX, RunSpec, LabelSpace]:
-    """The model of a ``vpseg train`` checkpoint, its run spec and label space (eval mode, CPU)."""
-    from vpseg.engine.checkpoint import load_checkpoint
-    from vpseg.errors import InputError
-
-    state = load_checkpoint(checkpoint)
-    extra = state.get("extra") or {}
-    if "run" not in extra:
-        raise InputError("not a vpseg model checkpoint (no run description)", path=checkpoint)
-    run = extra["run"]
-    spec = RunSpec(model=run["model"], clip=int(run["clip"]), batch_size=int(run["batch_size"]),
-                   crop=(int(run["crop"][0]), int(run["crop"][1])),
-                   input_scale=float(run.get("input_scale", 1.0)))
-    labels = LabelSpace.from_json(extra["labels"])
-    if "model_config" in extra:
-        fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                                  for k, v in extra["model_config"].items()}
-        model = build_model(KMaXConfig(**fields), num_classes_of(labels))
-    else:
-        model = build_model(spec.model, num_classes_of(labels))
-    weights = {k.removeprefix("module."): v for k, v in state["model"].items()}
-    model.load_state_dict(weights)
-    model.eval()
-    return model, spec, labels
-

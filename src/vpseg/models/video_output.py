@@ -1,0 +1,60 @@
+"""What every model's video inference shares: frames brought to the network's scale and padded,
+and per-frame thing segments + semantic maps turned into panoptic frames with track ids."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vpseg.core.labels import LabelSpace
+from vpseg.tracking import FrameSegments, Tracker
+from vpseg.tracking.segments import InstanceFitter, compose
+
+__all__ = ["TrackedVideo", "to_network", "pad_to"]
+
+
+def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Zero-pad the last two axes (bottom, right) up to a multiple of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+
+
+def to_network(images: torch.Tensor, scale: float, multiple: int = 32) -> tuple[torch.Tensor, tuple[int, int]]:
+    """``images`` ``N×C×H×W`` resized by ``scale`` (bilinear) and padded to ``multiple``; returns
+    the padded tensor and the resized size (the valid top-left region of the padded one)."""
+    h, w = images.shape[-2:]
+    if scale != 1.0:
+        size = (max(1, round(h * scale)), max(1, round(w * scale)))
+        images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
+    sh, sw = images.shape[-2:]
+    return pad_to(images, multiple), (int(sh), int(sw))
+
+
+class TrackedVideo:
+    """Feeds a tracker clip by clip and writes the panoptic frames: track ids become instance
+    ids (renumbered within a class past the label divisor, ``InstanceFitter``), the semantic map
+    fills stuff and uncovered pixels."""
+
+    def __init__(self, tracker: Tracker, labels: LabelSpace) -> None:
+        self.tracker, self.labels = tracker, labels
+        tracker.reset()
+        self.fit = InstanceFitter(labels.label_divisor)
+
+    def update(self, things: Sequence[FrameSegments], semantic: Sequence[np.ndarray],
+               rgb: Sequence[np.ndarray], overlap: int = 0) -> list[np.ndarray]:
+        """Panoptic frames (int32) of the clip's frames after the first ``overlap`` (which the
+        previous clip already produced)."""
+        if self.tracker.accepts_overlap:
+            ids = self.tracker.update(things, rgb=list(rgb), overlap=overlap)
+        else:  # frame-by-frame trackers see each frame once
+            ids = [np.zeros(0, np.int64)] * overlap + self.tracker.update(
+                things[overlap:], rgb=list(rgb[overlap:]))
+        return [self.panoptic(things[f], ids[f], semantic[f]) for f in range(overlap, len(things))]
+
+    def panoptic(self, things: FrameSegments, track_ids: np.ndarray, semantic: np.ndarray) -> np.ndarray:
+        instances = self.fit(things.category, np.asarray(track_ids))
+        return compose(things, instances, semantic, self.labels).astype(np.int32)
