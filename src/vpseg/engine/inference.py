@@ -16,6 +16,7 @@ from vpseg.core.labels import LabelSpace
 from vpseg.engine.train import RunSpec
 from vpseg.errors import InputError
 from vpseg.models.registry import InferenceOptions, ModelEntry, config_from_dict, get_model
+from vpseg.tracking import Tracker
 
 __all__ = ["LoadedModel", "load_model", "spec_from_run"]
 
@@ -46,10 +47,11 @@ class LoadedModel:
                                 input_scale=self.spec.input_scale if input_scale is None else input_scale,
                                 short_side=self.spec.train_short_side)
 
-    def segment(self, frames: Iterable[np.ndarray], tracker: str | None = None, *,
+    def segment(self, frames: Iterable[np.ndarray], tracker: str | Tracker | None = None, *,
                 options: InferenceOptions | None = None) -> Iterator[np.ndarray]:
         """Panoptic frames (int32, track ids as instances) for RGB frames ``(H, W, 3)`` uint8,
-        read and produced in order; ``tracker`` None: the model's default association."""
+        read and produced in order. ``tracker``: a ``vpseg.tracking`` tracker (by name or
+        built), the model's own association by name, or None for the model's default."""
         segmenter = self.entry.family.segmenter(self.model, self.labels, options or self.options())
         return segmenter(frames, tracker or self.entry.family.recipe.tracker)
 

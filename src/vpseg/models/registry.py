@@ -8,7 +8,7 @@ configurations and three parts:
   where ``batch`` is what ``vpseg.engine.data`` yields (``images`` B×T×3×H×W in [0, 1],
   ``panoptic`` B×T×H×W ids): the family turns panoptic frames into its own targets and feeds
   the network as it trains (one frame, a clip, a frame and its predecessor...);
-* ``segmenter(model, labels, options)``: a ``Segmenter``, ``(frames, tracker name) -> panoptic
+* ``segmenter(model, labels, options)``: a ``Segmenter``, ``(frames, tracker) -> panoptic
   frames``, streaming a video's RGB frames through the network, post-processing and the
   association (a ``vpseg.tracking`` tracker, or the model's own where it has one).
 
@@ -17,7 +17,7 @@ scale jitter and inference scale the family trains and runs with by default. ``l
 is the dataclass of the criterion's settings (``vpseg train --loss key=value``).
 
 The engine and the command line use only this interface: a new model adds a module under
-``vpseg.models`` and its name to ``FAMILY_MODULES``, nothing in ``engine/`` or ``cli/``.
+``vpseg.models`` (defining ``FAMILIES``) and its name to ``FAMILY_MODULES``, nothing in ``engine/`` or ``cli/``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ __all__ = ["Recipe", "InferenceOptions", "ModelFamily", "ModelEntry", "Criterion
            "parse_options"]
 
 Criterion = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
-Segmenter = Callable[[Iterable[np.ndarray], str], Iterator[np.ndarray]]
+# frames, and a tracker: a ``vpseg.tracking`` one (by name or built) or the model's own by name
+Segmenter = Callable[[Iterable[np.ndarray], Any], Iterator[np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,8 @@ class ModelEntry:
         return self.family.build(self.config if config is None else config, num_classes)
 
 
-# modules that define ``FAMILY`` (imported on first use: each imports torch and its layers)
-FAMILY_MODULES = ("vpseg.models.video_kmax_family",)  # TEMP
+# modules that define ``FAMILIES`` (imported on first use: each imports torch and its layers)
+FAMILY_MODULES = ("vpseg.models.video_kmax_family", "vpseg.models.deeplab_family")
 
 _families: list[ModelFamily] = []
 
@@ -110,7 +111,7 @@ _families: list[ModelFamily] = []
 def families() -> list[ModelFamily]:
     if not _families:
         for module in FAMILY_MODULES:
-            _families.append(importlib.import_module(module).FAMILY)
+            _families.extend(importlib.import_module(module).FAMILIES)
     return list(_families)
 
 

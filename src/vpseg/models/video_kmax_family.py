@@ -16,9 +16,10 @@ from vpseg.models.kmax_inference import PostProcess, segment_frames
 from vpseg.models.losses import KMaXLoss, LossWeights, make_targets
 from vpseg.models.registry import Criterion, InferenceOptions, ModelFamily, Recipe, Segmenter
 from vpseg.models.video_kmax import MODEL_CONFIGS, KMaXConfig, VideoKMaX
-from vpseg.tracking import make_tracker
+from vpseg.models.video_output import as_tracker
+from vpseg.tracking import Tracker
 
-__all__ = ["FAMILY"]
+__all__ = ["FAMILIES", "VIDEO_KMAX"]
 
 
 def _criterion(labels: LabelSpace, weights: LossWeights) -> Criterion:
@@ -37,13 +38,13 @@ def _criterion(labels: LabelSpace, weights: LossWeights) -> Criterion:
 
 
 def _segmenter(model: nn.Module, labels: LabelSpace, options: InferenceOptions) -> Segmenter:
-    def run(frames: Iterable[np.ndarray], tracker: str) -> Iterator[np.ndarray]:
+    def run(frames: Iterable[np.ndarray], tracker: str | Tracker) -> Iterator[np.ndarray]:
         frames = iter(frames)
         first = next(frames, None)
         if first is None:
             return
         post = PostProcess(input_scale=options.scale(*np.asarray(first).shape[:2]))
-        yield from segment_frames(model, chain([first], frames), labels, make_tracker(tracker),
+        yield from segment_frames(model, chain([first], frames), labels, as_tracker(tracker),
                                   clip=options.clip, post=post)
 
     return run
@@ -53,9 +54,10 @@ def _build(config: Any, num_classes: int) -> nn.Module:
     return VideoKMaX(config, num_classes)
 
 
-FAMILY = ModelFamily(
+VIDEO_KMAX = ModelFamily(
     name="video-kmax", configs=MODEL_CONFIGS, config_type=KMaXConfig, build=_build,
     criterion=_criterion, loss_options=LossWeights, segmenter=_segmenter,
     recipe=Recipe(clip=2, tracker="hila", lr=8e-3, batch_size=8, min_scale=1.0, max_scale=1.6,
                   input_scale=1.25, loss={"sample_pixels": 512}),
     description="Video-kMaX (clip-kMaX + HiLA-MB; Shin et al., WACV 2024)")
+FAMILIES = (VIDEO_KMAX,)

@@ -10,10 +10,15 @@ import torch
 import torch.nn.functional as F
 
 from vpseg.core.labels import LabelSpace
-from vpseg.tracking import FrameSegments, Tracker
+from vpseg.tracking import FrameSegments, Tracker, make_tracker
 from vpseg.tracking.segments import InstanceFitter, compose
 
-__all__ = ["TrackedVideo", "to_network", "pad_to"]
+__all__ = ["TrackedVideo", "to_network", "pad_to", "as_tracker"]
+
+
+def as_tracker(tracker: str | Tracker) -> Tracker:
+    """A ``vpseg.tracking`` tracker by name (its defaults), or the given one."""
+    return make_tracker(tracker) if isinstance(tracker, str) else tracker
 
 
 def pad_to(x: torch.Tensor, multiple: int) -> torch.Tensor:
