@@ -132,3 +132,16 @@ def test_segment_runs_from_a_checkpoint_alone_and_eval_reads_it(runs, tmp_path, 
                  str(runs["panoptic-deeplab-tiny"]), "--out", str(tmp_path / "x"),
                  "--tracker", "nope"]) == 2
     assert "unknown tracker 'nope' for panoptic-deeplab-tiny" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["panoptic-deeplab-tiny", "motion-deeplab-tiny"])
+def test_demo_runs_every_model_end_to_end_in_miniature(name, tmp_path, capsys) -> None:
+    out = tmp_path / "demo"
+    assert main(["demo", "--model", name, "--out", str(out), "--iters", "2", "--amp", "off",
+                 "--val-videos", "1", "--frames", "3", "--batch-size", "2"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.0 <= metrics["stq"]["STQ"] <= 1.0
+    report = (out / "report.md").read_text()
+    tracker = get_model(name).family.recipe.tracker
+    assert name in report and f"with {tracker} association" in report
+    assert load_model(out / "run" / "ckpt.pt").spec.model == name
