@@ -145,3 +145,30 @@ def test_demo_runs_every_model_end_to_end_in_miniature(name, tmp_path, capsys) -
     tracker = get_model(name).family.recipe.tracker
     assert name in report and f"with {tracker} association" in report
     assert load_model(out / "run" / "ckpt.pt").spec.model == name
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--model", "motion-deeplab-tiny", "--clip", "1", "--iters", "1", "--out", "X"],
+     "motion-deeplab-tiny trains on clips of at least 2 frames, got --clip 1"),
+    (["train", "--model", "panoptic-deeplab-tiny", "--loss", "centre=2", "--iters", "1",
+      "--out", "X"], "--loss for panoptic-deeplab-tiny: unknown option 'centre'; known: semantic"),
+    (["train", "--model", "video-kmax-tiny", "--loss", "sample_pixels", "--iters", "1",
+      "--out", "X"], "--loss takes KEY=VALUE, got 'sample_pixels'"),
+    (["demo", "--model", "panoptic-deeplab-x", "--out", "X"], "unknown model 'panoptic-deeplab-x'"),
+])
+def test_model_flags_a_model_cannot_use_are_one_line_errors(argv, message, tmp_path, capsys,
+                                                             monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(argv[:1] + ["--format", "kitti-step"] * (argv[0] == "train") + argv[1:]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "X").exists()
+
+
+def test_models_lists_every_family_with_its_defaults(capsys) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name in model_names():
+        assert name in out
+    assert "trains on clips of 2, tracks with motion (its own: motion)" in out
+    assert "trains on clips of 1, tracks with iou" in out

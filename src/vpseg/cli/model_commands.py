@@ -105,10 +105,13 @@ def models(args: argparse.Namespace) -> int:
 # vpseg train
 
 
-def _check_knobs(args: argparse.Namespace) -> None:
+def _check_knobs(args: argparse.Namespace, entry: ModelEntry) -> None:
     """The numeric flags train and demo share: one clear line for a value that cannot work."""
     if args.clip < 1 or args.batch_size < 1:
         raise InputError("--clip and --batch-size must be >= 1")
+    if args.clip < entry.family.recipe.min_clip:
+        raise InputError(f"{entry.name} trains on clips of at least "
+                         f"{entry.family.recipe.min_clip} frames, got --clip {args.clip}")
     if args.lr <= 0:
         raise InputError("--lr must be > 0")
     if not 0 < args.min_scale <= args.max_scale:
@@ -128,7 +131,7 @@ def train(args: argparse.Namespace) -> int:
 
     entry = _model(args.model)
     _fill(args, entry.family.recipe, ["clip"])
-    _check_knobs(args)
+    _check_knobs(args, entry)
     loss = _loss_options(entry, args.loss)
     fmt = _format(args.format)
     crop = _pair(args.crop, "--crop")
@@ -368,7 +371,7 @@ def demo(args: argparse.Namespace) -> int:
     recipe = entry.family.recipe
     _fill(args, recipe, ["clip", "tracker", "lr", "batch_size", "min_scale", "max_scale",
                          "input_scale"])
-    _check_knobs(args)
+    _check_knobs(args, entry)
     if (args.minutes <= 0 or args.val_videos < 1 or args.frames < 2 or args.clips_per_video < 1
             or args.train_objects < 0 or (args.iters is not None and args.iters < 1)):
         raise InputError("--minutes must be > 0, --val-videos, --clips-per-video and --iters "

@@ -4,7 +4,8 @@
   clipping, optional AMP, atomic resumable checkpoints, a deterministic mode, time-budgeted runs;
 * ``data``: clips of T frames from any ``vpseg.formats`` data set or generated on the fly from the
   synthetic world, augmented identically across the clip;
-* ``train``: Video-kMaX on those clips with the kMaX losses; DDP under ``torchrun``;
-* ``inference``: online (T = 1) and near-online (clips of T overlapping by one) video inference
-  feeding a ``vpseg.tracking`` tracker.
+* ``train``: any registered model (``vpseg.models.registry``) on those clips with its own
+  criterion; DDP under ``torchrun``;
+* ``inference``: any model from its checkpoint alone (``load_model``), frames brought to the
+  scale it was trained at and streamed through its segmenter and association.
 """

@@ -111,7 +111,8 @@ class _DeepLabVideo:
     @torch.no_grad()
     def predict(self, frame: np.ndarray) -> tuple[DeepLabPrediction, dict[str, torch.Tensor]]:
         """The prediction at the network's scale and the raw outputs (cropped to it)."""
-        image = torch.from_numpy(np.require(frame, requirements=["C", "W"])).permute(2, 0, 1)[None].float() / 255.0
+        pixels = torch.from_numpy(np.require(frame, requirements=["C", "W"]))
+        image = pixels.permute(2, 0, 1)[None].float() / 255.0
         x, (sh, sw) = to_network(image.to(self.device), self.options.scale(*frame.shape[:2]))
         if self.motion:
             previous = x if self.previous is None else self.previous
@@ -141,6 +142,7 @@ def _segmenter(model: nn.Module, labels: LabelSpace, options: InferenceOptions) 
         if own and not video.motion:
             raise ValueError(f"the {MOTION_TRACKER!r} association needs a Motion-DeepLab model")
         centres = CentreTracker()
+        # with B4 the ids come from ``centres``; TrackedVideo then only writes the frames
         out = TrackedVideo(as_tracker("iou" if own else tracker), labels)
         for frame in frames:
             frame = np.asarray(frame)
@@ -183,7 +185,7 @@ MOTION_DEEPLAB = ModelFamily(
     name="motion-deeplab",
     configs={k: v for k, v in CONFIGS.items() if v.motion}, config_type=DeepLabConfig,
     build=_build, criterion=_criterion, loss_options=DeepLabLossWeights, segmenter=_segmenter,
-    recipe=Recipe(clip=2, tracker=MOTION_TRACKER, trackers=(MOTION_TRACKER,), lr=1e-3,
+    recipe=Recipe(clip=2, min_clip=2, tracker=MOTION_TRACKER, trackers=(MOTION_TRACKER,), lr=1e-3,
                   batch_size=8, min_scale=0.75, max_scale=1.5),
     description="Motion-DeepLab (STEP baseline B4, Weber et al., NeurIPS 2021)")
 FAMILIES = (PANOPTIC_DEEPLAB, MOTION_DEEPLAB)

@@ -47,6 +47,7 @@ class Recipe:
     """How a family trains and runs unless told otherwise (``vpseg train / demo`` defaults)."""
 
     clip: int = 2  # frames per training sample
+    min_clip: int = 1  # the fewest the criterion can train on
     tracker: str = "hila"  # association at inference
     trackers: tuple[str, ...] = ()  # the model's own associations, beside vpseg.tracking's
     lr: float = 1e-3
