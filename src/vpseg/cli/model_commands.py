@@ -417,7 +417,8 @@ def demo(args: argparse.Namespace) -> int:
     trainer = make_trainer(spec, labels, clips, config, out_dir=out / "run", progress=True)
     seconds = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
     params = sum(p.numel() for p in trainer.model.parameters()) / 1e6
-    what = f"{args.model} (clips of {spec.clip}, {params:.2f}M parameters)"
+    frames = f"{spec.clip} frame{'s' if spec.clip > 1 else ''}"
+    what = f"{args.model} (clips of {frames}, {params:.2f}M parameters)"
     if args.iters:
         print(f"[2/4] training {what} for {iters} iterations ...")
         trainer.train()
@@ -449,7 +450,7 @@ def demo(args: argparse.Namespace) -> int:
                       result["semantic"]["mIoU"])
     report = "\n".join([
         "# vpseg demo", "",
-        f"{args.model} trained on clips of {spec.clip} frames (batch {spec.batch_size}, "
+        f"{args.model} trained on clips of {frames} (batch {spec.batch_size}, "
         f"lr {config.lr:g}, {'mixed precision' if amp else 'float32'}) for {iters} iterations on "
         f"synthetic KITTI-STEP clips generated on the fly ({args.train_objects} thing tracks "
         f"per scene), then run on {args.val_videos} held-out "
