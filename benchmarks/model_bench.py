@@ -1,13 +1,17 @@
-"""Video-kMaX forward speed and memory on this machine's CPU (or a GPU with --device cuda).
+"""Forward speed and memory of any registered model on this machine's CPU (or a GPU with
+--device cuda).
 
-For each model and clip length T: the forward pass of one clip ``1×T×3×H×W`` at 384×640 (eval
-mode, no gradients), in milliseconds per *frame* (median of --repeats runs after one warm-up),
-and the peak memory of the process during the runs above what the built model already held
-(each configuration runs in a fresh subprocess, so ``ru_maxrss`` is its own; on CUDA the peak
-allocated memory). Ratios are against T = 1 of the same model, measured in the same run: a clip
-costs the backbone T times while the decoders run once on a T·H×W image.
+For each model and clip length T: the forward pass of T frames at 384×640 as the network takes
+them (``ModelFamily.example_input``: one clip ``1×T×3×H×W`` for Video-kMaX, a batch of T frames
+for the frame-by-frame models; eval mode, no gradients), in milliseconds per *frame* (median of
+--repeats runs after one warm-up), and the peak memory of the process during the runs above what
+the built model already held (each configuration runs in a fresh subprocess, so ``ru_maxrss`` is
+its own; on CUDA the peak allocated memory). Ratios are against T = 1 of the same model,
+measured in the same run: a Video-kMaX clip costs the backbone T times while the decoders run
+once on a T·H×W image. Parameters are counted at inference (training-only heads excluded where
+the model says so, ``inference_parameters``).
 
-    python benchmarks/model_bench.py [--models video-kmax-tiny,video-kmax-r50 --clips 1,2,4]
+    python benchmarks/model_bench.py [--models video-kmax-tiny,panoptic-deeplab-tiny --clips 1,2,4]
 """
 
 from __future__ import annotations
@@ -24,12 +28,17 @@ import time
 def one(model_name: str, clip: int, height: int, width: int, repeats: int, device: str) -> dict:
     import torch
 
-    from vpseg.models.video_kmax import build_model
+    from vpseg.models.layers import count_parameters
+    from vpseg.models.registry import get_model
 
     torch.manual_seed(0)
-    model = build_model(model_name, 19).eval().to(device)
-    x = torch.rand(1, clip, 3, height, width, device=device)
-    params = model.inference_parameters()  # without the training-only semantic head
+    entry = get_model(model_name)
+    model = entry.build(19).eval().to(device)
+    assert entry.family.example_input is not None, f"{model_name} gives no example input"
+    x = entry.family.example_input(entry.config, clip, height, width).to(device)
+    # without training-only heads (Video-kMaX's auxiliary semantic head) where a model has them
+    count = getattr(model, "inference_parameters", None)
+    params = count() if callable(count) else count_parameters(model)
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -75,7 +84,7 @@ def main() -> None:
     threads = args.threads or torch.get_num_threads()
     print(f"forward pass, one clip at {h}x{w}, device {args.device}, {threads} threads, "
           f"median of {args.repeats}")
-    print("params: at inference (the training-only auxiliary semantic head excluded)")
+    print("params: at inference (training-only heads, as Video-kMaX's semantic head, excluded)")
     print(f"{'model':<24}{'params':>9}{'T':>3}{'ms/frame':>11}{'vs T=1':>8}{'peak MiB':>10}")
     for name in args.models.split(","):
         first = None

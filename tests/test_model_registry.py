@@ -171,3 +171,13 @@ def test_models_lists_every_family_with_its_defaults(capsys) -> None:
         assert name in out
     assert "trains on clips of 2, tracks with motion (its own: motion)" in out
     assert "trains on clips of 1, tracks with iou" in out
+
+
+@pytest.mark.parametrize("name", [n for n in model_names() if n.endswith("-tiny")])
+def test_every_family_gives_the_input_its_network_takes(name: str) -> None:
+    entry = get_model(name)
+    assert entry.family.example_input is not None
+    model = entry.build(LABELS.max_id + 1).eval()
+    with torch.no_grad():
+        out = model(entry.family.example_input(entry.config, 2, 64, 96))
+    assert isinstance(out, dict) and out

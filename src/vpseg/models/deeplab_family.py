@@ -175,16 +175,23 @@ def _build(config: Any, num_classes: int) -> nn.Module:
     return PanopticDeepLab(config, num_classes)
 
 
+def _example(config: Any, clip: int, height: int, width: int) -> torch.Tensor:
+    """``clip`` frames as a batch (the network sees one frame at a time)."""
+    return torch.rand(clip, 7 if config.motion else 3, height, width)
+
+
 PANOPTIC_DEEPLAB = ModelFamily(
     name="panoptic-deeplab",
     configs={k: v for k, v in CONFIGS.items() if not v.motion}, config_type=DeepLabConfig,
     build=_build, criterion=_criterion, loss_options=DeepLabLossWeights, segmenter=_segmenter,
+    example_input=_example,
     recipe=Recipe(clip=1, tracker="iou", lr=1e-3, batch_size=8, min_scale=0.75, max_scale=1.5),
     description="Panoptic-DeepLab (Cheng et al., CVPR 2020); STEP's B1-B3 with iou/sort/flow")
 MOTION_DEEPLAB = ModelFamily(
     name="motion-deeplab",
     configs={k: v for k, v in CONFIGS.items() if v.motion}, config_type=DeepLabConfig,
     build=_build, criterion=_criterion, loss_options=DeepLabLossWeights, segmenter=_segmenter,
+    example_input=_example,
     recipe=Recipe(clip=2, min_clip=2, tracker=MOTION_TRACKER, trackers=(MOTION_TRACKER,), lr=1e-3,
                   batch_size=8, min_scale=0.75, max_scale=1.5),
     description="Motion-DeepLab (STEP baseline B4, Weber et al., NeurIPS 2021)")

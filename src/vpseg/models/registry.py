@@ -89,6 +89,9 @@ class ModelFamily:
     segmenter: Callable[[nn.Module, LabelSpace, InferenceOptions], Segmenter]
     recipe: Recipe = Recipe()
     description: str = ""
+    # what the network takes for ``clip`` frames of ``height × width`` (random values), for
+    # benchmarks and shape checks: ``example_input(config, clip, height, width)``
+    example_input: Callable[[Any, int, int, int], torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)

@@ -54,9 +54,13 @@ def _build(config: Any, num_classes: int) -> nn.Module:
     return VideoKMaX(config, num_classes)
 
 
+def _example(config: Any, clip: int, height: int, width: int) -> torch.Tensor:
+    return torch.rand(1, clip, 3, height, width)  # one clip
+
+
 VIDEO_KMAX = ModelFamily(
     name="video-kmax", configs=MODEL_CONFIGS, config_type=KMaXConfig, build=_build,
-    criterion=_criterion, loss_options=LossWeights, segmenter=_segmenter,
+    criterion=_criterion, loss_options=LossWeights, segmenter=_segmenter, example_input=_example,
     recipe=Recipe(clip=2, tracker="hila", lr=8e-3, batch_size=8, min_scale=1.0, max_scale=1.6,
                   input_scale=1.25, loss={"sample_pixels": 512}),
     description="Video-kMaX (clip-kMaX + HiLA-MB; Shin et al., WACV 2024)")
