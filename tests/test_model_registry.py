@@ -18,6 +18,7 @@ from vpseg.engine.data import SyntheticClips, collate  # noqa: E402
 from vpseg.engine.inference import load_model  # noqa: E402
 from vpseg.engine.train import RunSpec, make_trainer  # noqa: E402
 from vpseg.engine.trainer import TrainConfig, seed_everything  # noqa: E402
+from vpseg.formats import get_format  # noqa: E402
 from vpseg.models.registry import InferenceOptions, get_model, model_names, parse_options  # noqa: E402
 
 LABELS = get_label_space("kitti-step")
@@ -133,11 +134,14 @@ def test_segment_runs_from_a_checkpoint_alone_and_eval_reads_it(runs, tmp_path, 
     assert "unknown tracker 'nope' for panoptic-deeplab-tiny" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", ["panoptic-deeplab-tiny", "motion-deeplab-tiny"])
-def test_demo_runs_every_model_end_to_end_in_miniature(name, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("name, fmt", [("panoptic-deeplab-tiny", "kitti-step"),
+                                       ("motion-deeplab-tiny", "kitti-step"),
+                                       ("panoptic-deeplab-tiny", "vipseg")])
+def test_demo_runs_every_model_end_to_end_in_miniature(name, fmt, tmp_path, capsys) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--model", name, "--out", str(out), "--iters", "2", "--amp", "off",
-                 "--val-videos", "1", "--frames", "3", "--batch-size", "2"]) == 0
+                 "--val-videos", "1", "--frames", "3", "--batch-size", "2", "--format", fmt]) == 0
+    assert get_format(fmt).list_videos(out / "pred", split="val") == ["0000"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert 0.0 <= metrics["stq"]["STQ"] <= 1.0
     report = (out / "report.md").read_text()

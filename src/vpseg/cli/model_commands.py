@@ -354,7 +354,8 @@ def _num(value: float | None) -> str:
 
 
 def demo(args: argparse.Namespace) -> int:
-    """Synthetic KITTI-STEP train/val, train ``--model`` (default video-kmax-tiny) on the CPU for
+    """Synthetic train/val in ``--format``'s layout and label space (default KITTI-STEP), train
+    ``--model`` (default video-kmax-tiny) on the CPU for
     ``--minutes``, segment val with its association, evaluate, write everything to ``--out``."""
     import torch
 
@@ -379,7 +380,7 @@ def demo(args: argparse.Namespace) -> int:
     loss = _loss_options(entry, args.loss, dict(recipe.loss))
     wall = time.perf_counter()
     out = Path(args.out)
-    fmt = _format("kitti-step")
+    fmt = _format(args.format)
     labels = fmt.default_label_space()
     h, w = 128, 256
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -387,7 +388,7 @@ def demo(args: argparse.Namespace) -> int:
     val_root = out / "data"
     synthesize(val_root, fmt, SynthConfig(height=h, width=w, frames=args.frames),
                videos=args.val_videos, seed=10_000 + args.seed, split="val")
-    print(f"[1/4] synthetic KITTI-STEP val set: {args.val_videos} videos x {args.frames} frames "
+    print(f"[1/4] synthetic {fmt.name} val set: {args.val_videos} videos x {args.frames} frames "
           f"{h}x{w} -> {val_root}")
     spec = RunSpec(model=args.model, clip=args.clip, batch_size=args.batch_size,
                    crop=(h, w), input_scale=args.input_scale, train_short_side=min(h, w), loss=loss)
@@ -429,7 +430,7 @@ def demo(args: argparse.Namespace) -> int:
     ckpt = out / "run" / "ckpt.pt"
     # 3. segment the val videos with the model's association
     print(f"[3/4] segmenting {args.val_videos} val videos with {args.tracker} ...")
-    videos = input_videos(str(val_root), "kitti-step", "val")
+    videos = input_videos(str(val_root), fmt.name, "val")
     pred_root = out / "pred"
     segment_videos(videos, ckpt, pred_root, fmt, tracker_name=args.tracker, clip=spec.clip,
                    overlay=False)
@@ -452,7 +453,7 @@ def demo(args: argparse.Namespace) -> int:
         "# vpseg demo", "",
         f"{args.model} trained on clips of {frames} (batch {spec.batch_size}, "
         f"lr {config.lr:g}, {'mixed precision' if amp else 'float32'}) for {iters} iterations on "
-        f"synthetic KITTI-STEP clips generated on the fly ({args.train_objects} thing tracks "
+        f"synthetic {fmt.name} clips generated on the fly ({args.train_objects} thing tracks "
         f"per scene), then run on {args.val_videos} held-out "
         f"val videos ({args.frames} frames, {h}x{w}) with {args.tracker} association.", "",
         "| metric | value |", "|---|---|",
@@ -462,7 +463,7 @@ def demo(args: argparse.Namespace) -> int:
         f"| mIoU | {_num(miou)} |", "",
         f"Wall time {elapsed / 60:.1f} min. Files: `run/ckpt.pt` (checkpoint), `metrics.json` "
         f"(the `vpseg eval` schema), `{mp4.name}` (ground truth | prediction), `pred/` "
-        "(predictions, KITTI-STEP layout), `data/` (val set).", ""])
+        f"(predictions, {fmt.name} layout), `data/` (val set).", ""])
     write_text(out / "report.md", report)
     print(f"\nwall time {elapsed / 60:.1f} min; outputs in {out}/:\n"
           f"  checkpoint    {ckpt}\n  metrics JSON  {out / 'metrics.json'}\n"
