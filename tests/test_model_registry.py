@@ -44,7 +44,7 @@ def test_one_training_step_lowers_the_loss_of_every_registered_model(name: str) 
     batch = collate([data[i] for i in range(2)])
     spec = RunSpec(model=name, clip=clip, batch_size=2, crop=(64, 96),
                    loss=tuple(entry.family.recipe.loss.items()))
-    trainer = make_trainer(spec, LABELS, data, TrainConfig(max_iters=100, lr=1e-3, grad_clip=None),
+    trainer = make_trainer(spec, LABELS, data, TrainConfig(max_iters=100, lr=1e-4, grad_clip=None),
                            device="cpu")
     trainer.batches = lambda i: batch
 

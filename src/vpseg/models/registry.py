@@ -107,7 +107,8 @@ class ModelEntry:
 
 
 # modules that define ``FAMILIES`` (imported on first use: each imports torch and its layers)
-FAMILY_MODULES = ("vpseg.models.video_kmax_family", "vpseg.models.deeplab_family")
+FAMILY_MODULES = ("vpseg.models.video_kmax_family", "vpseg.models.deeplab_family",
+                  "vpseg.models.panoptic_fcn_family")
 
 _families: list[ModelFamily] = []
 

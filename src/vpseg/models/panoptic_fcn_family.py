@@ -1,0 +1,153 @@
+"""PanopticFCN and Clip-PanoFCN (VIPSeg, Miao et al., CVPR 2022, Sec. 4) in the model registry.
+
+Both train as PanopticFCN, frame by frame. At inference a video is cut into non-overlapping
+clips of C frames (``--clip``; PanopticFCN is C = 1): every frame gives its kernels and encoded
+feature F_i; the clip's kernels are fused (``vpseg.models.clip_fusion``: things by cosine
+similarity per category, stuff averaged) and the fused kernels applied to every F_i, so one
+kernel is one object through the clip (its ``clip_id``); the fused kernels are also the
+objects' embeddings, which the ``kernel`` tracker compares between adjacent clips (inter-clip
+tracking: merged above its threshold, new ids below). Clips depend on nothing before them but
+the tracker's memory, so they can be segmented in parallel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from vpseg.core.labels import LabelSpace
+from vpseg.models.clip_fusion import fuse_clip_kernels
+from vpseg.models.panoptic_fcn import (
+    CONFIGS,
+    FrameKernels,
+    PanopticFCN,
+    PanopticFCNConfig,
+    PanopticFCNLoss,
+    PanopticFCNLossWeights,
+    PanopticFCNPost,
+    PanopticFCNPrediction,
+    frame_kernels,
+    fuse_kernels,
+    masks_from_kernels,
+    panoptic_fcn_targets,
+    panoptic_from_masks,
+)
+from vpseg.models.registry import Criterion, InferenceOptions, ModelFamily, Recipe, Segmenter
+from vpseg.models.video_output import TrackedVideo, as_tracker, to_network
+from vpseg.tracking import FrameSegments, Tracker
+
+__all__ = ["FAMILIES", "PANOPTIC_FCN", "CLIP_PANOFCN", "segment_clip"]
+
+
+def _config(model: nn.Module) -> PanopticFCNConfig:
+    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    return inner.config  # type: ignore[return-value]
+
+
+def _criterion(labels: LabelSpace, weights: PanopticFCNLossWeights) -> Criterion:
+    criterion = PanopticFCNLoss(weights)
+
+    def loss(model: nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        device = next(model.parameters()).device
+        images = batch["images"].flatten(0, 1).to(device, non_blocking=True)  # every frame alone
+        panoptic = batch["panoptic"].flatten(0, 1).to(device, non_blocking=True)
+        targets = panoptic_fcn_targets(panoptic, labels, _config(model))
+        return criterion(model(images), targets)
+
+    return loss
+
+
+def _resize_prediction(pred: PanopticFCNPrediction, size: tuple[int, int]
+                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The prediction's instance and semantic maps at ``size`` (nearest neighbour) and the
+    positions of the instances still covering a pixel."""
+    n = len(pred.category)
+    if pred.instance.shape == size:
+        return pred.instance, pred.semantic, np.arange(n)
+    index = cv2.resize(pred.instance, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    semantic = cv2.resize(pred.semantic.astype(np.int32), (size[1], size[0]),
+                          interpolation=cv2.INTER_NEAREST)
+    present = np.flatnonzero(np.bincount(index.ravel(), minlength=n + 1)[1:])
+    lut = np.zeros(n + 1, dtype=np.int32)
+    lut[present + 1] = np.arange(1, len(present) + 1)
+    return lut[index], semantic, present
+
+
+@torch.no_grad()
+def segment_clip(model: nn.Module, frames: Sequence[np.ndarray], labels: LabelSpace,
+                 options: InferenceOptions, post: PanopticFCNPost = PanopticFCNPost(),  # noqa: B008
+                 ) -> tuple[list[FrameSegments], list[np.ndarray]]:
+    """One clip (RGB frames ``(H, W, 3)`` uint8) -> per frame, the thing segments (clip id =
+    the fused kernel, embedding = the fused kernel normalised) and the semantic map."""
+    device = next(model.parameters()).device
+    h, w = np.asarray(frames[0]).shape[:2]
+    images = torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2).float().div_(255.0)
+    x, (sh, sw) = to_network(images.to(device), options.scale(h, w))
+    outputs = model(x)
+    per_frame = [fuse_kernels(frame_kernels(outputs, i, labels, post), post.similarity_threshold)
+                 for i in range(len(frames))]
+    fused = fuse_clip_kernels([k.kernels for k in per_frame], [k.classes for k in per_frame],
+                              [k.scores for k in per_frame], [k.is_thing for k in per_frame],
+                              post.similarity_threshold)
+    embedding = F.normalize(fused.kernels.float(), dim=1).cpu().numpy()
+    things, semantic = [], []
+    ph, pw = x.shape[-2:]
+    for k in per_frame:
+        clip_k = FrameKernels(fused.kernels, fused.classes, fused.scores, fused.is_thing, k.feature)
+        probs = masks_from_kernels(fused.kernels, k.feature, (ph, pw))[:, :sh, :sw]
+        pred = panoptic_from_masks(clip_k, probs, labels, post)
+        index, sem, kept = _resize_prediction(pred, (h, w))
+        rows = pred.kernel_index[kept]
+        things.append(FrameSegments(index=index, category=pred.category[kept],
+                                    score=pred.score[kept], embedding=embedding[rows],
+                                    clip_id=rows.astype(np.int64)))
+        semantic.append(sem)
+    return things, semantic
+
+
+def _segmenter(model: nn.Module, labels: LabelSpace, options: InferenceOptions) -> Segmenter:
+    def run(frames: Iterable[np.ndarray], tracker: str | Tracker) -> Iterator[np.ndarray]:
+        model.eval()
+        out = TrackedVideo(as_tracker(tracker), labels)
+        clip: list[np.ndarray] = []
+        for frame in frames:
+            clip.append(np.asarray(frame))
+            if len(clip) == options.clip:
+                yield from out.update(*segment_clip(model, clip, labels, options), clip)
+                clip = []
+        if clip:
+            yield from out.update(*segment_clip(model, clip, labels, options), clip)
+
+    return run
+
+
+def _build(config: Any, num_classes: int) -> nn.Module:
+    return PanopticFCN(config, num_classes)
+
+
+def _example(config: Any, clip: int, height: int, width: int) -> torch.Tensor:
+    """``clip`` frames as a batch (the network sees one frame at a time)."""
+    return torch.rand(clip, 3, height, width)
+
+
+_COMMON: dict[str, Any] = dict(config_type=PanopticFCNConfig, build=_build, criterion=_criterion,
+                               loss_options=PanopticFCNLossWeights, segmenter=_segmenter,
+                               example_input=_example)
+PANOPTIC_FCN = ModelFamily(
+    name="panoptic-fcn", configs=dict(CONFIGS), **_COMMON,
+    recipe=Recipe(clip=1, tracker="kernel", lr=1e-3, batch_size=8),
+    description="PanopticFCN (Li et al., CVPR 2021), frame by frame; `kernel` links its "
+                "instances across frames (VIPSeg's +Track)")
+CLIP_PANOFCN = ModelFamily(
+    name="clip-panofcn", configs={"clip-" + k.replace("panopticfcn", "panofcn"): v
+                                  for k, v in CONFIGS.items()}, **_COMMON,
+    recipe=Recipe(clip=4, tracker="kernel", lr=1e-3, batch_size=2),
+    description="Clip-PanoFCN (VIPSeg, Miao et al., CVPR 2022): clip-fused kernels within "
+                "clips of --clip frames, kernel tracking between clips")
+FAMILIES = (PANOPTIC_FCN, CLIP_PANOFCN)
