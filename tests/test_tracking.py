@@ -42,7 +42,7 @@ def sq(x, y=10, size=10):
 
 
 def test_registry_and_unknown_names():
-    assert set(TRACKERS) == {"iou", "sort", "flow", "stitch", "memory", "hila", "kernel"}
+    assert set(TRACKERS) == {"iou", "sort", "flow", "stitch", "memory", "hila", "kernel", "none"}
     with pytest.raises(KeyError, match="known: iou"):
         make_tracker("nope")
     with pytest.raises(TypeError):
@@ -158,6 +158,17 @@ def test_kernel_matches_adjacent_clips_by_embedding():
     clip2 = [frame([sq(50), sq(10)], embeddings=e[::-1], clip_ids=[1, 2])]  # moved far apart
     a, b = tracker.update(clip1)[0].tolist(), tracker.update(clip2)[0].tolist()
     assert b == a[::-1]
+
+
+def test_none_gives_new_ids_every_clip_shared_within_a_clip_by_clip_id():
+    tracker = make_tracker("none")
+    clip1 = [frame([sq(10), sq(50)], clip_ids=[4, 7]), frame([sq(12), sq(52)], clip_ids=[4, 7])]
+    ids = [i.tolist() for i in tracker.update(clip1)]
+    assert ids[0] == ids[1] and len(set(ids[0])) == 2
+    again = tracker.update([frame([sq(10)], clip_ids=[4])])[0].tolist()
+    assert again[0] not in ids[0]  # a new clip: new ids
+    single = tracker.update([frame([sq(10)]), frame([sq(10)])])
+    assert single[0][0] != single[1][0]  # without clip ids: new every frame
 
 
 def test_fallback_without_embeddings_is_said():

@@ -11,6 +11,7 @@ override them (``make_tracker("hila", alpha=0.8)``).
 | ``memory`` | naive-MB: appearance-only memory buffer | λ = 0.8, τ = 1, α = 0.8 |
 | ``hila`` | HiLA-MB: stitching, then appearance × location memory | λ = 0.8, τ = 10, α = 0.7, T = 1 |
 | ``kernel`` | Clip-PanoFCN: cosine similarity of clip-fused kernels of adjacent clips | threshold 0.5 |
+| ``none`` | no association: new ids every clip (shared within a clip by clip id) | |
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 from vpseg.tracking.base import Tracker
 from vpseg.tracking.iou import IoUTracker
 from vpseg.tracking.memory import MemoryTracker
+from vpseg.tracking.none import NoTracker
 from vpseg.tracking.segments import FrameSegments, Segment, from_panoptic, paste, to_panoptic
 from vpseg.tracking.sort import SortTracker
 
@@ -40,6 +42,7 @@ TRACKERS: dict[str, tuple[Callable[..., Tracker], dict[str, Any]]] = {
                              "alpha": 0.7, "tau": 10, "lam": 0.8, "temperature": 1.0}),
     "kernel": (MemoryTracker, {"stitch": False, "appearance": True, "location": False,
                                "alpha": 0.5, "tau": None, "lam": 1.0}),
+    "none": (NoTracker, {}),
 }
 
 
