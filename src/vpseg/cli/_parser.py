@@ -30,7 +30,7 @@ def _add_format(p: argparse.ArgumentParser, *, flag: str = "--format", dest: str
 
 
 MODEL_HELP = ("a registered model: `vpseg models` lists them (video-kmax-*, panoptic-deeplab-*, "
-              "motion-deeplab-*)")
+              "motion-deeplab-*, panopticfcn-*, clip-panofcn-*)")
 
 
 def build_parser() -> argparse.ArgumentParser:
