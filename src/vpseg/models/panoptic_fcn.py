@@ -35,8 +35,10 @@ Conventions and deviations from the official code:
   ``LabelSpace`` at loss and inference time. The official head has 80 thing and 54 stuff outputs
   (COCO's 53 stuff classes plus one "things" class); there is no "things" stuff channel here,
   so at inference a pixel that no thing mask takes joins the stuff class whose mask probability
-  is highest only if that probability reaches ``mask_threshold`` (else void), where the official
-  code leaves pixels of its "things" channel void;
+  is highest (the official argmax over the stuff masks, without a threshold), where the official
+  code leaves pixels whose argmax is its "things" channel void. (With the mask threshold applied
+  to stuff too, 11 % of the demo's pixels stayed void: STQ 0.427 against 0.447, SQ 0.655
+  against 0.718 on its val videos);
 * the stuff kernel of a region is the kernel maps' *mean over the region* (training: the
   ground-truth region at the level; inference: the argmax region). The official code pools the
   masked map over the whole level (``adaptive_avg_pool2d``), i.e. scales the kernel's linear
@@ -784,8 +786,8 @@ def panoptic_from_masks(k: FrameKernels, probs: torch.Tensor, labels: LabelSpace
             semantic[free] = cats[-1]
     st = torch.nonzero(~k.is_thing).flatten()
     if len(st):
-        best, arg = probs[st].max(0)
-        ok = (best >= post.mask_threshold) & (instance == 0)
+        arg = probs[st].argmax(0)
+        ok = instance == 0  # the official argmax over the stuff masks, without a threshold
         for j in range(len(st)):
             region = ok & (arg == j)
             if int(region.sum()) >= max(post.stuff_area, 1):
