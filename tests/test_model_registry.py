@@ -38,7 +38,7 @@ def test_one_training_step_lowers_the_loss_of_every_registered_model(name: str) 
     """The full-size models too (video-kmax-convnext-l: ~13 s and 5 GB on a CPU)."""
     seed_everything(0)
     entry = get_model(name)
-    clip = entry.family.recipe.clip
+    clip = entry.family.recipe.train_clip or entry.family.recipe.clip
     data = SyntheticClips(LABELS, length=4, frames=clip,
                           config=SynthConfig(height=64, width=96, frames=clip, objects=6))
     batch = collate([data[i] for i in range(2)])
@@ -136,7 +136,8 @@ def test_segment_runs_from_a_checkpoint_alone_and_eval_reads_it(runs, tmp_path, 
 
 @pytest.mark.parametrize("name, fmt", [("panoptic-deeplab-tiny", "kitti-step"),
                                        ("motion-deeplab-tiny", "kitti-step"),
-                                       ("panoptic-deeplab-tiny", "vipseg")])
+                                       ("panoptic-deeplab-tiny", "vipseg"),
+                                       ("clip-panofcn-tiny", "vipseg")])
 def test_demo_runs_every_model_end_to_end_in_miniature(name, fmt, tmp_path, capsys) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--model", name, "--out", str(out), "--iters", "2", "--amp", "off",
@@ -147,7 +148,10 @@ def test_demo_runs_every_model_end_to_end_in_miniature(name, fmt, tmp_path, caps
     report = (out / "report.md").read_text()
     tracker = get_model(name).family.recipe.tracker
     assert name in report and f"with {tracker} association" in report
-    assert load_model(out / "run" / "ckpt.pt").spec.model == name
+    loaded = load_model(out / "run" / "ckpt.pt")
+    assert loaded.spec.model == name and loaded.spec.clip == get_model(name).family.recipe.clip
+    train_clip = get_model(name).family.recipe.train_clip or loaded.spec.clip
+    assert f"on clips of {train_clip} frame" in report
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -175,6 +179,7 @@ def test_models_lists_every_family_with_its_defaults(capsys) -> None:
         assert name in out
     assert "trains on clips of 2, tracks with motion (its own: motion)" in out
     assert "trains on clips of 1, tracks with iou" in out
+    assert "trains on clips of 1, segments clips of 4 (--clip), tracks with kernel" in out
 
 
 @pytest.mark.parametrize("name", [n for n in model_names() if n.endswith("-tiny")])

@@ -96,7 +96,11 @@ def models(args: argparse.Namespace) -> int:
         print(f"{fam.name}: {fam.description}")
         print(f"  models: {', '.join(fam.configs)}")
         own = f" (its own: {', '.join(r.trackers)})" if r.trackers else ""
-        print(f"  trains on clips of {r.clip}, tracks with {r.tracker}{own}")
+        if r.train_clip is not None and r.train_clip != r.clip:
+            print(f"  trains on clips of {r.train_clip}, segments clips of {r.clip} (--clip), "
+                  f"tracks with {r.tracker}{own}")
+        else:
+            print(f"  trains on clips of {r.clip}, tracks with {r.tracker}{own}")
         print(f"  --loss options: {', '.join(f.name for f in fields(fam.loss_options))}")
     return 0
 
@@ -138,18 +142,19 @@ def train(args: argparse.Namespace) -> int:
     labels = load_label_space(args.label_space) if args.label_space else None
     aug = ClipAugment(crop=crop, scale=(args.min_scale, args.max_scale))
     short = min(crop)  # the synthetic world is rendered at the crop size
+    frames = entry.family.recipe.train_clip or args.clip  # per training sample
     if args.data is None:  # the synthetic world, a fresh scene per clip
         labels = labels or fmt.default_label_space()
         dataset: torch.utils.data.Dataset = SyntheticClips(
-            labels, length=10**9, frames=args.clip, augment=aug, seed=args.seed,
-            config=SynthConfig(height=crop[0], width=crop[1], frames=args.clip))
+            labels, length=10**9, frames=frames, augment=aug, seed=args.seed,
+            config=SynthConfig(height=crop[0], width=crop[1], frames=frames))
     else:
         if not Path(args.data).exists():
             raise InputError("no such file or folder", path=args.data)
-        dataset = FormatClips(fmt, args.data, split=args.split, frames=args.clip, augment=aug,
+        dataset = FormatClips(fmt, args.data, split=args.split, frames=frames, augment=aug,
                               seed=args.seed, label_space=labels)
         if len(dataset) == 0:
-            raise InputError(f"no clips of {args.clip} annotated frames found", path=args.data)
+            raise InputError(f"no clips of {frames} annotated frames found", path=args.data)
         first = fmt.read_video(args.data, fmt.list_videos(args.data, split=args.split)[0],
                                split=args.split)
         labels = labels or first.label_space
@@ -392,8 +397,9 @@ def demo(args: argparse.Namespace) -> int:
           f"{h}x{w} -> {val_root}")
     spec = RunSpec(model=args.model, clip=args.clip, batch_size=args.batch_size,
                    crop=(h, w), input_scale=args.input_scale, train_short_side=min(h, w), loss=loss)
-    clips = SyntheticClips(labels, length=10**9, frames=spec.clip, seed=args.seed,
-                           config=SynthConfig(height=h, width=w, frames=spec.clip,
+    train_frames = recipe.train_clip or spec.clip  # per training sample
+    clips = SyntheticClips(labels, length=10**9, frames=train_frames, seed=args.seed,
+                           config=SynthConfig(height=h, width=w, frames=train_frames,
                                              objects=args.train_objects),
                            clips_per_video=args.clips_per_video, interleave=args.batch_size,
                            augment=ClipAugment(crop=(h, w), scale=(args.min_scale, args.max_scale)))
@@ -418,7 +424,7 @@ def demo(args: argparse.Namespace) -> int:
     trainer = make_trainer(spec, labels, clips, config, out_dir=out / "run", progress=True)
     seconds = max(args.minutes * 60 - (time.perf_counter() - wall) - args.reserve, 10.0)
     params = sum(p.numel() for p in trainer.model.parameters()) / 1e6
-    frames = f"{spec.clip} frame{'s' if spec.clip > 1 else ''}"
+    frames = f"{train_frames} frame{'s' if train_frames > 1 else ''}"
     what = f"{args.model} (clips of {frames}, {params:.2f}M parameters)"
     if args.iters:
         print(f"[2/4] training {what} for {iters} iterations ...")

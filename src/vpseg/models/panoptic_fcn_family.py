@@ -1,6 +1,7 @@
 """PanopticFCN and Clip-PanoFCN (VIPSeg, Miao et al., CVPR 2022, Sec. 4) in the model registry.
 
-Both train as PanopticFCN, frame by frame. At inference a video is cut into non-overlapping
+Both train as PanopticFCN, on single frames (the paper's clip-level aggregation has no
+parameters). At inference a video is cut into non-overlapping
 clips of C frames (``--clip``; PanopticFCN is C = 1): every frame gives its kernels and encoded
 feature F_i; the clip's kernels are fused (``vpseg.models.clip_fusion``: things by cosine
 similarity per category, stuff averaged) and the fused kernels applied to every F_i, so one
@@ -147,7 +148,7 @@ PANOPTIC_FCN = ModelFamily(
 CLIP_PANOFCN = ModelFamily(
     name="clip-panofcn", configs={"clip-" + k.replace("panopticfcn", "panofcn"): v
                                   for k, v in CONFIGS.items()}, **_COMMON,
-    recipe=Recipe(clip=4, tracker="kernel", lr=1e-3, batch_size=2),
+    recipe=Recipe(clip=4, train_clip=1, tracker="kernel", lr=1e-3, batch_size=8),
     description="Clip-PanoFCN (VIPSeg, Miao et al., CVPR 2022): clip-fused kernels within "
                 "clips of --clip frames, kernel tracking between clips")
 FAMILIES = (PANOPTIC_FCN, CLIP_PANOFCN)

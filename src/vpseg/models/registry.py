@@ -46,8 +46,11 @@ Segmenter = Callable[[Iterable[np.ndarray], Any], Iterator[np.ndarray]]
 class Recipe:
     """How a family trains and runs unless told otherwise (``vpseg train / demo`` defaults)."""
 
-    clip: int = 2  # frames per training sample
+    clip: int = 2  # frames per training sample, and per clip at inference for clip models
     min_clip: int = 1  # the fewest the criterion can train on
+    # frames per training sample where it is not ``--clip`` (Clip-PanoFCN trains on single
+    # frames, as PanopticFCN, and segments clips of ``--clip`` frames)
+    train_clip: int | None = None
     tracker: str = "hila"  # association at inference
     trackers: tuple[str, ...] = ()  # the model's own associations, beside vpseg.tracking's
     lr: float = 1e-3
