@@ -142,13 +142,13 @@ _COMMON: dict[str, Any] = dict(config_type=PanopticFCNConfig, build=_build, crit
                                example_input=_example)
 PANOPTIC_FCN = ModelFamily(
     name="panoptic-fcn", configs=dict(CONFIGS), **_COMMON,
-    recipe=Recipe(clip=1, tracker="kernel", lr=1e-3, batch_size=8),
+    recipe=Recipe(clip=1, tracker="kernel", lr=3e-3, batch_size=8),
     description="PanopticFCN (Li et al., CVPR 2021), frame by frame; `kernel` links its "
                 "instances across frames (VIPSeg's +Track)")
 CLIP_PANOFCN = ModelFamily(
     name="clip-panofcn", configs={"clip-" + k.replace("panopticfcn", "panofcn"): v
                                   for k, v in CONFIGS.items()}, **_COMMON,
-    recipe=Recipe(clip=4, train_clip=1, tracker="kernel", lr=1e-3, batch_size=8),
+    recipe=Recipe(clip=4, train_clip=1, tracker="kernel", lr=3e-3, batch_size=8),
     description="Clip-PanoFCN (VIPSeg, Miao et al., CVPR 2022): clip-fused kernels within "
                 "clips of --clip frames, kernel tracking between clips")
 FAMILIES = (PANOPTIC_FCN, CLIP_PANOFCN)
