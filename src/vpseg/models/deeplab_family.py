@@ -18,7 +18,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -37,7 +36,13 @@ from vpseg.models.panoptic_deeplab import (
     postprocess,
 )
 from vpseg.models.registry import Criterion, InferenceOptions, ModelFamily, Recipe, Segmenter
-from vpseg.models.video_output import TrackedVideo, as_tracker, to_network
+from vpseg.models.video_output import (
+    TrackedVideo,
+    as_tracker,
+    resize_instances,
+    resize_labels,
+    to_network,
+)
 from vpseg.tracking import FrameSegments, Tracker
 
 __all__ = ["FAMILIES", "PANOPTIC_DEEPLAB", "MOTION_DEEPLAB", "MOTION_TRACKER"]
@@ -73,19 +78,6 @@ def _criterion(labels: LabelSpace, weights: DeepLabLossWeights) -> Criterion:
 def _config(model: nn.Module) -> DeepLabConfig:
     inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     return inner.config  # type: ignore[return-value]
-
-
-def _resize_instances(index: np.ndarray, n: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """``index`` (0 none, k = instance k − 1) resized to ``size`` (H, W) by nearest neighbour;
-    instances that no longer cover a pixel are dropped. Returns the new index and the kept
-    instances' positions."""
-    if index.shape == size:
-        return index, np.arange(n)
-    big = cv2.resize(index.astype(np.int32), (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-    present = np.flatnonzero(np.bincount(big.ravel(), minlength=n + 1)[1:])
-    lut = np.zeros(n + 1, dtype=np.int32)
-    lut[present + 1] = np.arange(1, len(present) + 1)
-    return lut[big], present
 
 
 def _centres_of_mass(index: np.ndarray, n: int) -> np.ndarray:
@@ -158,10 +150,8 @@ def _segmenter(model: nn.Module, labels: LabelSpace, options: InferenceOptions) 
                 ids = centres.update(com, prev, pred.score, pred.category,
                                      instance_radius(pred.instance, n))
             size = frame.shape[:2]
-            index, kept = _resize_instances(pred.instance, n, size)
-            semantic = (pred.semantic if pred.semantic.shape == size else
-                        cv2.resize(pred.semantic.astype(np.int32), (size[1], size[0]),
-                                   interpolation=cv2.INTER_NEAREST))
+            index, kept = resize_instances(pred.instance, n, size)
+            semantic = resize_labels(pred.semantic, size)
             things = FrameSegments(index=index, category=pred.category[kept], score=pred.score[kept])
             if own:
                 yield out.panoptic(things, ids[kept], semantic)

@@ -99,6 +99,7 @@ from torch import nn
 from vpseg.core.labels import LabelSpace
 from vpseg.models.backbones import Backbone, ResNetBackbone, build_backbone
 from vpseg.models.layers import ConvBN
+from vpseg.models.registry import total_and_parts
 
 __all__ = [
     "DeepLabConfig",
@@ -547,10 +548,7 @@ class DeepLabLoss:
             parts["prev_offset"] = wt.prev_offset * _per_image_mean(
                 (outputs["prev_offset"] - targets["prev_offset"]).abs().mean(1, keepdim=True)
                 * targets["prev_offset_weight"])
-        total = torch.stack(list(parts.values())).sum()
-        named = {k: float(v.detach()) for k, v in parts.items()}
-        named["total"] = float(total.detach())
-        return total, named
+        return total_and_parts(parts)
 
 
 # -- post-processing -----------------------------------------------------------------------

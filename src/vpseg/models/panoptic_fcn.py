@@ -114,6 +114,7 @@ from torch import nn
 
 from vpseg.core.labels import LabelSpace
 from vpseg.models.backbones import build_backbone
+from vpseg.models.registry import total_and_parts
 
 __all__ = [
     "PanopticFCNConfig",
@@ -584,10 +585,7 @@ class PanopticFCNLoss:
             "seg_thing": wt.segment * seg_th / max(n_assigned, 1),
             "seg_stuff": wt.segment * seg_st / max(n_stuff, 1),
         }
-        total = torch.stack(list(parts.values())).sum()
-        named = {k: float(v.detach()) for k, v in parts.items()}
-        named["total"] = float(total.detach())
-        return total, named
+        return total_and_parts(parts)
 
 
 # -- inference -----------------------------------------------------------------------------

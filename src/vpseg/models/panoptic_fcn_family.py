@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -32,7 +31,6 @@ from vpseg.models.panoptic_fcn import (
     PanopticFCNLoss,
     PanopticFCNLossWeights,
     PanopticFCNPost,
-    PanopticFCNPrediction,
     frame_kernels,
     fuse_kernels,
     masks_from_kernels,
@@ -40,7 +38,13 @@ from vpseg.models.panoptic_fcn import (
     panoptic_from_masks,
 )
 from vpseg.models.registry import Criterion, InferenceOptions, ModelFamily, Recipe, Segmenter
-from vpseg.models.video_output import TrackedVideo, as_tracker, to_network
+from vpseg.models.video_output import (
+    TrackedVideo,
+    as_tracker,
+    resize_instances,
+    resize_labels,
+    to_network,
+)
 from vpseg.tracking import FrameSegments, Tracker
 
 __all__ = ["FAMILIES", "PANOPTIC_FCN", "CLIP_PANOFCN", "segment_clip"]
@@ -62,22 +66,6 @@ def _criterion(labels: LabelSpace, weights: PanopticFCNLossWeights) -> Criterion
         return criterion(model(images), targets)
 
     return loss
-
-
-def _resize_prediction(pred: PanopticFCNPrediction, size: tuple[int, int]
-                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The prediction's instance and semantic maps at ``size`` (nearest neighbour) and the
-    positions of the instances still covering a pixel."""
-    n = len(pred.category)
-    if pred.instance.shape == size:
-        return pred.instance, pred.semantic, np.arange(n)
-    index = cv2.resize(pred.instance, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
-    semantic = cv2.resize(pred.semantic.astype(np.int32), (size[1], size[0]),
-                          interpolation=cv2.INTER_NEAREST)
-    present = np.flatnonzero(np.bincount(index.ravel(), minlength=n + 1)[1:])
-    lut = np.zeros(n + 1, dtype=np.int32)
-    lut[present + 1] = np.arange(1, len(present) + 1)
-    return lut[index], semantic, present
 
 
 @torch.no_grad()
@@ -103,7 +91,8 @@ def segment_clip(model: nn.Module, frames: Sequence[np.ndarray], labels: LabelSp
         clip_k = FrameKernels(fused.kernels, fused.classes, fused.scores, fused.is_thing, k.feature)
         probs = masks_from_kernels(fused.kernels, k.feature, (ph, pw))[:, :sh, :sw]
         pred = panoptic_from_masks(clip_k, probs, labels, post)
-        index, sem, kept = _resize_prediction(pred, (h, w))
+        index, kept = resize_instances(pred.instance, len(pred.category), (h, w))
+        sem = resize_labels(pred.semantic, (h, w))
         rows = pred.kernel_index[kept]
         things.append(FrameSegments(index=index, category=pred.category[kept],
                                     score=pred.score[kept], embedding=embedding[rows],

@@ -34,12 +34,22 @@ from torch import nn
 from vpseg.core.labels import LabelSpace
 
 __all__ = ["Recipe", "InferenceOptions", "ModelFamily", "ModelEntry", "Criterion", "Segmenter",
+           "total_and_parts",
            "FAMILY_MODULES", "families", "model_names", "get_model", "config_from_dict",
            "parse_options"]
 
 Criterion = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 # frames, and a tracker: a ``vpseg.tracking`` one (by name or built) or the model's own by name
 Segmenter = Callable[[Iterable[np.ndarray], Any], Iterator[np.ndarray]]
+
+
+def total_and_parts(parts: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """A criterion's return value from its weighted losses: their sum, and every one (and the
+    total) as a float for the training log."""
+    total = torch.stack(list(parts.values())).sum()
+    named = {k: float(v.detach()) for k, v in parts.items()}
+    named["total"] = float(total.detach())
+    return total, named
 
 
 @dataclass(frozen=True)

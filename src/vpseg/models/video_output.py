@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,7 +14,8 @@ from vpseg.core.labels import LabelSpace
 from vpseg.tracking import FrameSegments, Tracker, make_tracker
 from vpseg.tracking.segments import InstanceFitter, compose
 
-__all__ = ["TrackedVideo", "to_network", "pad_to", "as_tracker"]
+__all__ = ["TrackedVideo", "to_network", "pad_to", "as_tracker", "resize_instances",
+           "resize_labels"]
 
 
 def as_tracker(tracker: str | Tracker) -> Tracker:
@@ -37,6 +39,26 @@ def to_network(images: torch.Tensor, scale: float, multiple: int = 32) -> tuple[
         images = F.interpolate(images, size=size, mode="bilinear", align_corners=False)
     sh, sw = images.shape[-2:]
     return pad_to(images, multiple), (int(sh), int(sw))
+
+
+def resize_instances(index: np.ndarray, n: int, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """An instance map (0 none, k = instance k − 1 of n) at ``size`` (H, W) by nearest
+    neighbour; instances that no longer cover a pixel are dropped and the rest renumbered.
+    Returns the map and the kept instances' positions."""
+    if index.shape == tuple(size):
+        return index, np.arange(n)
+    big = cv2.resize(index.astype(np.int32), (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    present = np.flatnonzero(np.bincount(big.ravel(), minlength=n + 1)[1 : n + 1])
+    lut = np.zeros(n + 1, dtype=np.int32)
+    lut[present + 1] = np.arange(1, len(present) + 1)
+    return lut[big], present
+
+
+def resize_labels(labels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A label map (e.g. semantic classes) at ``size`` (H, W) by nearest neighbour."""
+    if labels.shape == tuple(size):
+        return labels
+    return cv2.resize(labels.astype(np.int32), (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
 
 
 class TrackedVideo:
