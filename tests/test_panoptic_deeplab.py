@@ -409,3 +409,14 @@ def test_one_step_lowers_the_loss(name: str) -> None:
     with torch.no_grad():
         _, after = loss(model(x), t)
     assert after["total"] < parts["total"]
+
+
+def test_center_heatmap_is_the_center_target() -> None:
+    from vpseg.models.panoptic_deeplab import center_heatmap
+
+    video = generate_video(SynthConfig(height=64, width=96, frames=1, objects=6), LABELS,
+                           seed=3, index=0)
+    pan = torch.from_numpy(np.asarray(video.panoptic[0]).astype(np.int64))
+    heat = center_heatmap(pan, LABELS)
+    assert heat.max() == 1.0
+    assert torch.equal(heat, deeplab_targets(pan[None], LABELS)["center"][0, 0])

@@ -32,6 +32,7 @@ from vpseg.models.panoptic_deeplab import (
     DeepLabPost,
     DeepLabPrediction,
     PanopticDeepLab,
+    center_heatmap,
     deeplab_targets,
     postprocess,
 )
@@ -119,11 +120,10 @@ class _DeepLabVideo:
     def render_heatmap(self, pred: DeepLabPrediction, padded: tuple[int, int]) -> None:
         """The next frame's extra input: Gaussians at this prediction's instances, drawn from its
         panoptic map as the ground truth's are (deeplab2 renders the prediction the same way)."""
-        pan = torch.from_numpy(pred.panoptic(self.labels).astype(np.int64))[None]
-        heat = deeplab_targets(pan, self.labels)["center"]
-        h, w = heat.shape[-2:]
+        heat = center_heatmap(torch.from_numpy(pred.panoptic(self.labels)), self.labels)
+        h, w = heat.shape
         full = torch.zeros(1, 1, *padded)
-        full[..., :h, :w] = heat
+        full[0, 0, :h, :w] = heat
         self.heatmap = full.to(self.device)
 
 

@@ -107,6 +107,7 @@ __all__ = [
     "PanopticDeepLab",
     "build_deeplab",
     "deeplab_targets",
+    "center_heatmap",
     "DeepLabLossWeights",
     "DeepLabLoss",
     "DeepLabPost",
@@ -407,6 +408,13 @@ def _render(centers: torch.Tensor, shape: tuple[int, int], sigma: float,
         window = patch[y0 - cy + r : y1 - cy + r, x0 - cx + r : x1 - cx + r]
         heat[y0:y1, x0:x1] = torch.maximum(heat[y0:y1, x0:x1], window)
     return heat
+
+
+def center_heatmap(panoptic: torch.Tensor, labels: LabelSpace, sigma: float = 8.0) -> torch.Tensor:
+    """``H×W`` centre heatmap of one frame's panoptic ids: the ``center`` target of
+    ``deeplab_targets`` alone (Motion-DeepLab renders its previous prediction so at inference)."""
+    found = _instances(panoptic.long(), labels)
+    return _render(found.center, tuple(panoptic.shape[-2:]), sigma, panoptic.device)  # type: ignore[arg-type]
 
 
 def _noisy_centers(found: _Instances, shape: tuple[int, int], gen: torch.Generator,
