@@ -81,7 +81,8 @@ def test_inference_scale_follows_the_short_side_of_the_training_frames() -> None
 def runs(tmp_path_factory):
     """A 2-iteration run of each tiny model of each family (weights untrained: plumbing only)."""
     out = {}
-    for name in ("panoptic-deeplab-tiny", "motion-deeplab-tiny", "video-kmax-tiny"):
+    for name in ("panoptic-deeplab-tiny", "motion-deeplab-tiny", "video-kmax-tiny",
+                 "clip-panofcn-tiny"):
         folder = tmp_path_factory.mktemp(name)
         assert main(["train", "--model", name, "--format", "kitti-step", "--crop", "64,96",
                      "--batch-size", "2", "--iters", "2", "--out", str(folder),
@@ -132,6 +133,40 @@ def test_segment_runs_from_a_checkpoint_alone_and_eval_reads_it(runs, tmp_path, 
                  str(runs["panoptic-deeplab-tiny"]), "--out", str(tmp_path / "x"),
                  "--tracker", "nope"]) == 2
     assert "unknown tracker 'nope' for panoptic-deeplab-tiny" in capsys.readouterr().err
+
+
+def test_independent_clips_segmented_in_parallel_give_the_sequential_result(runs) -> None:
+    loaded = load_model(runs["clip-panofcn-tiny"])
+    batches: list[int] = []
+    loaded.model.register_forward_pre_hook(lambda m, args: batches.append(args[0].shape[0]))
+    video = generate_video(SynthConfig(height=64, width=96, frames=7), LABELS, seed=3, index=0)
+    assert video.rgb is not None
+    one_by_one = list(loaded.segment(video.rgb, options=loaded.options(clip=2)))
+    assert batches == [2, 2, 2, 1]
+    batches.clear()
+    together = list(loaded.segment(video.rgb, options=loaded.options(clip=2, parallel_clips=3)))
+    assert batches == [6, 1]  # three clips in one network call, then the last frame's clip
+    assert len(together) == 7
+    for a, b in zip(one_by_one, together, strict=True):
+        # batched convolutions may round differently; ids and classes must not move
+        assert (a == b).mean() > 0.999
+
+
+def test_parallel_clips_only_for_models_whose_clips_are_independent(runs, tmp_path, capsys) -> None:
+    data = tmp_path / "kitti"
+    assert main(["synth", str(data), "--format", "kitti-step", "--videos", "1", "--frames", "2",
+                 "--height", "64", "--width", "96", "--seed", "2"]) == 0
+    capsys.readouterr()
+    assert main(["segment", str(data), "--input-format", "kitti-step", "--checkpoint",
+                 str(runs["video-kmax-tiny"]), "--out", str(tmp_path / "x"),
+                 "--parallel-clips", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--parallel-clips: video-kmax-tiny's clips depend on the ones before them" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
+    assert main(["segment", str(data), "--input-format", "kitti-step", "--checkpoint",
+                 str(runs["clip-panofcn-tiny"]), "--out", str(tmp_path / "y"),
+                 "--parallel-clips", "0"]) == 2
+    assert "--parallel-clips must be >= 1, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name, fmt", [("panoptic-deeplab-tiny", "kitti-step"),

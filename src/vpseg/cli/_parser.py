@@ -199,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-scale", type=float,
                    help="inference scale relative to the training scale (default: the "
                    "checkpoint's); frames of any size are first brought to the training scale")
+    p.add_argument("--parallel-clips", type=int, default=1,
+                   help="clips per network call, for models whose clips are independent "
+                   "(clip-panofcn, panoptic-fcn); more is faster on a GPU and takes more memory")
     p.add_argument("--no-overlay", action="store_true", help="write no overlay MP4s")
     p.add_argument("--submission", action="store_true",
                    help="write the benchmark's submission layout of --format (docs/formats.md)")

@@ -289,7 +289,7 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
                    tracker_name: str | None = None, clip: int | None = None, split: str = "val",
                    overlay: bool = True, fps: float = 10.0, progress: bool = True,
                    input_scale: float | None = None, submission: bool = False,
-                   ) -> tuple[LabelSpace, list[str]]:
+                   parallel_clips: int = 1) -> tuple[LabelSpace, list[str]]:
     """Segment ``videos`` with a checkpoint (any registered model); write panoptic frames in
     ``fmt`` (and overlay MP4s under ``out/overlay/``). Returns the label space and the names."""
     import torch
@@ -310,7 +310,7 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
         loaded.model = loaded.model.cuda()
     else:
         keep_freed_memory()
-    options = loaded.options(clip=clip, input_scale=input_scale)
+    options = loaded.options(clip=clip, input_scale=input_scale, parallel_clips=parallel_clips)
     labels = loaded.labels
     with fmt.open_writer(out, label_space=labels, split=split, submission=submission) as writer:
         for video in videos:
@@ -333,6 +333,8 @@ def segment(args: argparse.Namespace) -> int:
         raise InputError("--input-scale must be > 0")
     if not 0 < args.fps <= 1000:
         raise InputError(f"--fps must be in (0, 1000], got {args.fps:g}")
+    if args.parallel_clips < 1:
+        raise InputError(f"--parallel-clips must be >= 1, got {args.parallel_clips}")
     if not Path(args.input).exists():
         raise InputError("no such file or folder", path=args.input)
     if not Path(args.checkpoint).is_file():
@@ -343,7 +345,8 @@ def segment(args: argparse.Namespace) -> int:
     with staged_folder(args.out, "--out", [args.input]) as stage:
         segment_videos(videos, args.checkpoint, stage, fmt, tracker_name=args.tracker,
                        clip=args.clip, split=args.out_split, overlay=not args.no_overlay,
-                       fps=args.fps, input_scale=args.input_scale, submission=args.submission)
+                       fps=args.fps, input_scale=args.input_scale, submission=args.submission,
+                       parallel_clips=args.parallel_clips)
     print(f"segmented {len(videos)} video(s) -> {args.out} ({fmt.name})"
           + ("" if args.no_overlay else f", overlays in {Path(args.out) / 'overlay'}"))
     return 0

@@ -41,11 +41,18 @@ class LoadedModel:
     spec: RunSpec
     labels: LabelSpace
 
-    def options(self, *, clip: int | None = None, input_scale: float | None = None) -> InferenceOptions:
-        """Inference at the checkpoint's clip length and scale unless given."""
+    def options(self, *, clip: int | None = None, input_scale: float | None = None,
+                parallel_clips: int = 1) -> InferenceOptions:
+        """Inference at the checkpoint's clip length and scale unless given; ``parallel_clips``
+        > 1 only for models whose clips are independent (``Recipe.independent_clips``)."""
+        if parallel_clips < 1:
+            raise InputError(f"--parallel-clips must be >= 1, got {parallel_clips}")
+        if parallel_clips > 1 and not self.entry.family.recipe.independent_clips:
+            raise InputError(f"--parallel-clips: {self.spec.model}'s clips depend on the ones "
+                             "before them, so they are segmented one at a time")
         return InferenceOptions(clip=clip or self.spec.clip,
                                 input_scale=self.spec.input_scale if input_scale is None else input_scale,
-                                short_side=self.spec.train_short_side)
+                                short_side=self.spec.train_short_side, parallel_clips=parallel_clips)
 
     def segment(self, frames: Iterable[np.ndarray], tracker: str | Tracker | None = None, *,
                 options: InferenceOptions | None = None) -> Iterator[np.ndarray]:

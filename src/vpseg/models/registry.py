@@ -69,6 +69,9 @@ class Recipe:
     max_scale: float = 1.5
     input_scale: float = 1.0  # inference scale relative to the training scale
     loss: Mapping[str, Any] = field(default_factory=dict)  # demo loss options
+    # clips at inference depend on nothing before them but the tracker (Clip-PanoFCN): several
+    # can go through the network together (``InferenceOptions.parallel_clips``)
+    independent_clips: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,12 +81,15 @@ class InferenceOptions:
     Every frame is resized so that its short side is ``short_side × input_scale`` (the scale the
     model was trained at, as detectron2's ``ResizeShortestEdge`` at test time, times the
     checkpoint's factor); the prediction is mapped back to the frame's size. ``short_side``
-    None: no rescaling, only ``input_scale``. ``clip``: frames per network call for clip models.
+    None: no rescaling, only ``input_scale``. ``clip``: frames per clip for clip models;
+    ``parallel_clips``: clips per network call where clips are independent
+    (``Recipe.independent_clips``).
     """
 
     clip: int = 1
     input_scale: float = 1.0
     short_side: int | None = None
+    parallel_clips: int = 1
 
     def scale(self, height: int, width: int) -> float:
         """The resize factor for a frame of ``height × width``."""
