@@ -89,7 +89,8 @@ def segment_clips(model: nn.Module, clips: Sequence[Sequence[np.ndarray]], label
     for clip in clips:
         frame_kernels_ = per_frame[start : start + len(clip)]
         start += len(clip)
-        results.append(_segment_fused(frame_kernels_, labels, post, x.shape[-2:], (sh, sw), (h, w)))
+        results.append(_segment_fused(frame_kernels_, labels, post, (x.shape[-2], x.shape[-1]),
+                                      (sh, sw), (h, w)))
     return results
 
 
@@ -114,7 +115,7 @@ def _segment_fused(per_frame: list[FrameKernels], labels: LabelSpace, post: Pano
     things, semantic = [], []
     for k in per_frame:
         clip_k = FrameKernels(fused.kernels, fused.classes, fused.scores, fused.is_thing, k.feature)
-        probs = masks_from_kernels(fused.kernels, k.feature, tuple(padded))[:, :sh, :sw]
+        probs = masks_from_kernels(fused.kernels, k.feature, padded)[:, :sh, :sw]
         pred = panoptic_from_masks(clip_k, probs, labels, post)
         index, kept = resize_instances(pred.instance, len(pred.category), (h, w))
         sem = resize_labels(pred.semantic, (h, w))
