@@ -11,7 +11,13 @@ measured in the same run: a Video-kMaX clip costs the backbone T times while the
 once on a T·H×W image. Parameters are counted at inference (training-only heads excluded where
 the model says so, ``inference_parameters``).
 
+``--stream`` measures the video semantic models (psp/ocr/tcb-*) as they segment a video, one frame
+after another (``TCBStream``), with the memory of the support frames' contexts (one backbone pass
+a frame) and without it (every support frame recomputed): milliseconds per frame over
+``--repeats`` × 4 frames after 10 warm-up frames (so every support frame is a real one).
+
     python benchmarks/model_bench.py [--models video-kmax-tiny,panoptic-deeplab-tiny --clips 1,2,4]
+    python benchmarks/model_bench.py --stream --models tcb-ocr-tiny,tcb-psp-tiny,ocr-tiny
 """
 
 from __future__ import annotations
@@ -23,6 +29,38 @@ import statistics
 import subprocess
 import sys
 import time
+
+
+def stream(model_name: str, memory: bool, height: int, width: int, repeats: int, device: str) -> dict:
+    import torch
+
+    from vpseg.models.layers import count_parameters
+    from vpseg.models.registry import get_model
+    from vpseg.models.tcb import TCBStream
+
+    torch.manual_seed(0)
+    model = get_model(model_name).build(124).eval().to(device)
+    frames = [torch.rand(1, 3, height, width, device=device) for _ in range(10 + 4 * repeats)]
+    run = TCBStream(model, memory=memory)  # type: ignore[arg-type]
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+        base_cuda = torch.cuda.memory_allocated()
+    for f in frames[:10]:
+        run(f)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    for f in frames[10:]:
+        run(f)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / (len(frames) - 10)
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    if device.startswith("cuda"):
+        peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
+    return {"model": model_name, "memory": memory, "params_M": count_parameters(model) / 1e6,
+            "ms_per_frame": 1000 * seconds, "peak_MiB": peak}
 
 
 def one(model_name: str, clip: int, height: int, width: int, repeats: int, device: str) -> dict:
@@ -69,6 +107,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--stream", action="store_true",
+                    help="video semantic models frame by frame, with and without the memory")
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "T"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     h, w = (int(v) for v in args.size.split(","))
@@ -77,9 +117,31 @@ def main() -> None:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        print(json.dumps(one(args.one[0], int(args.one[1]), h, w, args.repeats, args.device)))
+        if args.stream:
+            result = stream(args.one[0], args.one[1] == "memory", h, w, args.repeats, args.device)
+        else:
+            result = one(args.one[0], int(args.one[1]), h, w, args.repeats, args.device)
+        print(json.dumps(result))
         return
     import torch
+
+    if args.stream:
+        threads = args.threads or torch.get_num_threads()
+        print(f"frame by frame at {h}x{w}, device {args.device}, {threads} threads")
+        print(f"{'model':<20}{'params':>9}{'memory':>10}{'ms/frame':>11}{'vs memory':>11}{'peak MiB':>10}")
+        for name in args.models.split(","):
+            first = None
+            for mode in ("memory", "recompute"):
+                res = subprocess.run(
+                    [sys.executable, __file__, "--one", name, mode, "--stream", "--size", args.size,
+                     "--repeats", str(args.repeats), "--device", args.device,
+                     "--threads", str(threads)], capture_output=True, text=True, check=True)
+                r = json.loads(res.stdout.strip().splitlines()[-1])
+                first = first or r["ms_per_frame"]
+                print(f"{name:<20}{r['params_M']:>8.1f}M{'on' if r['memory'] else 'off':>10}"
+                      f"{r['ms_per_frame']:>11.1f}{r['ms_per_frame'] / first:>11.2f}"
+                      f"{r['peak_MiB']:>10.0f}", flush=True)
+        return
 
     threads = args.threads or torch.get_num_threads()
     print(f"forward pass, one clip at {h}x{w}, device {args.device}, {threads} threads, "

@@ -96,7 +96,10 @@ def models(args: argparse.Namespace) -> int:
         print(f"{fam.name}: {fam.description}")
         print(f"  models: {', '.join(fam.configs)}")
         own = f" (its own: {', '.join(r.trackers)})" if r.trackers else ""
-        if r.train_clip is not None and r.train_clip != r.clip:
+        if r.semantic:
+            print(f"  trains on clips of {r.train_clip or r.clip} (the target frame last), "
+                  "segments frame by frame; classes only, no tracker")
+        elif r.train_clip is not None and r.train_clip != r.clip:
             print(f"  trains on clips of {r.train_clip}, segments clips of {r.clip} (--clip), "
                   f"tracks with {r.tracker}{own}")
         else:
@@ -302,6 +305,9 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
     from vpseg.viz import render_frames, write_mp4
 
     loaded = load_model(checkpoint)
+    if loaded.entry.family.recipe.semantic and tracker_name not in (None, "none"):
+        raise InputError(f"{loaded.spec.model} predicts classes only (video semantic "
+                         f"segmentation): there are no instances for --tracker {tracker_name}")
     tracker = tracker_name or loaded.entry.family.recipe.tracker
     if tracker not in TRACKERS and tracker not in loaded.trackers:
         raise InputError(f"unknown tracker {tracker!r} for {loaded.spec.model}; known: "
@@ -438,14 +444,17 @@ def demo(args: argparse.Namespace) -> int:
     iters = trainer.iteration
     ckpt = out / "run" / "ckpt.pt"
     # 3. segment the val videos with the model's association
-    print(f"[3/4] segmenting {args.val_videos} val videos with {args.tracker} ...")
+    print(f"[3/4] segmenting {args.val_videos} val videos "
+          + ("frame by frame ..." if recipe.semantic else f"with {args.tracker} ..."))
     videos = input_videos(str(val_root), fmt.name, "val")
     pred_root = out / "pred"
     segment_videos(videos, ckpt, pred_root, fmt, tracker_name=args.tracker, clip=spec.clip,
                    overlay=False)
-    # 4. evaluate, report
+    # 4. evaluate, report (semantic formats: mIoU and the consistency metrics)
+    panoptic = fmt.holds_instances
     ks, names, _ = VPQ_PRESETS["vipseg"]
-    config_eval = EvalConfig(metrics=("stq", "vpq", "semantic"), vpq_ks=ks, vpq_names=names)
+    config_eval = EvalConfig(metrics=("stq", "vpq", "semantic") if panoptic else ("semantic", "vc", "tc"),
+                             vpq_ks=ks, vpq_names=names)
     result = evaluate(fmt, val_root, pred_root, config_eval, split="val")
     write_json(out / "metrics.json", result, indent=1)
     first = videos[0].name
@@ -456,20 +465,25 @@ def demo(args: argparse.Namespace) -> int:
     print("[4/4] results on the held-out synthetic val videos:\n")
     print(format_results(result))
     elapsed = time.perf_counter() - wall
-    stq, vpq, miou = (result["stq"]["STQ"], result["vpq"]["VPQ"],
-                      result["semantic"]["mIoU"])
+    miou = result["semantic"]["mIoU"]
+    if panoptic:
+        table = [f"| STQ | {_num(result['stq']['STQ'])} |", f"| AQ | {_num(result['stq']['AQ'])} |",
+                 f"| SQ | {_num(result['stq']['SQ'])} |",
+                 f"| VPQ (vipseg preset, k = {', '.join(map(str, ks))}) | {_num(result['vpq']['VPQ'])} |",
+                 f"| mIoU | {_num(miou)} |"]
+    else:
+        table = [f"| mIoU | {_num(miou)} |",
+                 *(f"| mVC{n} | {_num(v)} |" for n, v in result["vc"].items()),
+                 f"| TC (DIS flow) | {_num(result['tc'])} |"]
+    association = "frame by frame" if recipe.semantic else f"with {args.tracker} association"
     report = "\n".join([
         "# vpseg demo", "",
         f"{args.model} trained on clips of {frames} (batch {spec.batch_size}, "
         f"lr {config.lr:g}, {'mixed precision' if amp else 'float32'}) for {iters} iterations on "
         f"synthetic {fmt.name} clips generated on the fly ({args.train_objects} thing tracks "
         f"per scene), then run on {args.val_videos} held-out "
-        f"val videos ({args.frames} frames, {h}x{w}) with {args.tracker} association.", "",
-        "| metric | value |", "|---|---|",
-        f"| STQ | {_num(stq)} |", f"| AQ | {_num(result['stq']['AQ'])} |",
-        f"| SQ | {_num(result['stq']['SQ'])} |",
-        f"| VPQ (vipseg preset, k = {', '.join(map(str, ks))}) | {_num(vpq)} |",
-        f"| mIoU | {_num(miou)} |", "",
+        f"val videos ({args.frames} frames, {h}x{w}) {association}.", "",
+        "| metric | value |", "|---|---|", *table, "",
         f"Wall time {elapsed / 60:.1f} min. Files: `run/ckpt.pt` (checkpoint), `metrics.json` "
         f"(the `vpseg eval` schema), `{mp4.name}` (ground truth | prediction), `pred/` "
         f"(predictions, {fmt.name} layout), `data/` (val set).", ""])

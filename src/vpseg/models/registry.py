@@ -72,6 +72,7 @@ class Recipe:
     # clips at inference depend on nothing before them but the tracker (Clip-PanoFCN): several
     # can go through the network together (``InferenceOptions.parallel_clips``)
     independent_clips: bool = False
+    semantic: bool = False  # predicts classes only (video semantic segmentation): no tracker
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ class ModelEntry:
 
 # modules that define ``FAMILIES`` (imported on first use: each imports torch and its layers)
 FAMILY_MODULES = ("vpseg.models.video_kmax_family", "vpseg.models.deeplab_family",
-                  "vpseg.models.panoptic_fcn_family")
+                  "vpseg.models.panoptic_fcn_family", "vpseg.models.tcb_family")
 
 _families: list[ModelFamily] = []
 
