@@ -17,7 +17,12 @@ a frame) and without it (every support frame recomputed): milliseconds per frame
 ``--repeats`` × 4 frames after 10 warm-up frames (so every support frame is a real one).
 
     python benchmarks/model_bench.py [--models video-kmax-tiny,panoptic-deeplab-tiny --clips 1,2,4]
+``--segment`` times the path ``vpseg segment`` takes for any model: the family's segmenter on
+``--repeats`` × 4 random frames after 2 warm-up frames, association included (the model's own,
+or ``cls-sort`` where it has none; untrained weights, so few detections), in ms per frame.
+
     python benchmarks/model_bench.py --stream --models tcb-ocr-tiny,tcb-psp-tiny,ocr-tiny
+    python benchmarks/model_bench.py --segment --models vpsnet-tiny,vpsnet-tiny-base,vpsnet-r50
 """
 
 from __future__ import annotations
@@ -61,6 +66,37 @@ def stream(model_name: str, memory: bool, height: int, width: int, repeats: int,
         peak = (torch.cuda.max_memory_allocated() - base_cuda) / 2**20
     return {"model": model_name, "memory": memory, "params_M": count_parameters(model) / 1e6,
             "ms_per_frame": 1000 * seconds, "peak_MiB": peak}
+
+
+def segment(model_name: str, height: int, width: int, repeats: int, device: str) -> dict:
+    import numpy as np
+    import torch
+
+    from vpseg.core.labels import get_label_space
+    from vpseg.models.layers import count_parameters
+    from vpseg.models.registry import InferenceOptions, get_model
+
+    torch.manual_seed(0)
+    entry = get_model(model_name)
+    labels = get_label_space("cityscapes-vps")
+    model = entry.build(labels.max_id + 1).eval().to(device)
+    recipe = entry.family.recipe
+    tracker = recipe.tracker
+    check = entry.family.tracker_error
+    if check is not None and check(entry.config, tracker):
+        tracker = "cls-sort"
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(2 + 4 * repeats)]
+    run = entry.family.segmenter(model, labels, InferenceOptions(clip=recipe.clip))
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    stamps = []
+    with torch.no_grad():
+        for _ in run(frames, tracker):
+            stamps.append(time.perf_counter())
+    per_frame = (stamps[-1] - stamps[1]) / (len(stamps) - 2)
+    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024
+    return {"model": model_name, "tracker": tracker, "params_M": count_parameters(model) / 1e6,
+            "ms_per_frame": 1000 * per_frame, "peak_MiB": peak}
 
 
 def one(model_name: str, clip: int, height: int, width: int, repeats: int, device: str) -> dict:
@@ -109,6 +145,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     ap.add_argument("--stream", action="store_true",
                     help="video semantic models frame by frame, with and without the memory")
+    ap.add_argument("--segment", action="store_true",
+                    help="any model through its segmenter (the path of vpseg segment)")
     ap.add_argument("--one", nargs=2, metavar=("MODEL", "T"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     h, w = (int(v) for v in args.size.split(","))
@@ -117,7 +155,9 @@ def main() -> None:
 
         if args.threads:
             torch.set_num_threads(args.threads)
-        if args.stream:
+        if args.segment:
+            result = segment(args.one[0], h, w, args.repeats, args.device)
+        elif args.stream:
             result = stream(args.one[0], args.one[1] == "memory", h, w, args.repeats, args.device)
         else:
             result = one(args.one[0], int(args.one[1]), h, w, args.repeats, args.device)
@@ -125,6 +165,19 @@ def main() -> None:
         return
     import torch
 
+    if args.segment:
+        threads = args.threads or torch.get_num_threads()
+        print(f"segmenting random {h}x{w} frames, device {args.device}, {threads} threads")
+        print(f"{'model':<24}{'params':>9}{'association':>13}{'ms/frame':>11}{'peak MiB':>10}")
+        for name in args.models.split(","):
+            res = subprocess.run(
+                [sys.executable, __file__, "--one", name, "0", "--segment", "--size", args.size,
+                 "--repeats", str(args.repeats), "--device", args.device, "--threads", str(threads)],
+                capture_output=True, text=True, check=True)
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            print(f"{name:<24}{r['params_M']:>8.1f}M{r['tracker']:>13}{r['ms_per_frame']:>11.1f}"
+                  f"{r['peak_MiB']:>10.0f}", flush=True)
+        return
     if args.stream:
         threads = args.threads or torch.get_num_threads()
         print(f"frame by frame at {h}x{w}, device {args.device}, {threads} threads")

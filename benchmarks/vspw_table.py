@@ -71,6 +71,8 @@ def main() -> None:
     ap.add_argument("--size", default="128,256")
     ap.add_argument("--seed", type=int, default=20_000,
                     help="world seed of the videos (the demos' val sets use 10000 + their seed)")
+    ap.add_argument("--extra", action="append", default=[], metavar="LABEL=CHECKPOINT",
+                    help="another row (e.g. an image model trained for TCB's iteration count)")
     ap.add_argument("--markdown", action="store_true", help="print Markdown tables")
     args = ap.parse_args()
     paths = train(args.train, args.out) if args.train else {k: getattr(args, k.replace("-", "_"))
@@ -79,6 +81,13 @@ def main() -> None:
         ap.error("give the four checkpoints (--psp --tcb-psp --ocr --tcb-ocr) or --train MINUTES")
     torch.set_grad_enabled(False)
     h, w = (int(v) for v in args.size.split(","))
+    rows = list(ROWS)
+    for extra in args.extra:
+        label, _, path = extra.partition("=")
+        if not path:
+            ap.error(f"--extra takes LABEL=CHECKPOINT, got {extra!r}")
+        paths[label] = Path(path)
+        rows.append((label, label, ""))
     models = {k: load_model(p) for k, p in paths.items()}
     iterations = {k: int(load_checkpoint(p)["iteration"]) for k, p in paths.items()}
     labels = models["psp"].labels
@@ -105,7 +114,7 @@ def main() -> None:
             print("|---" * (len(names) + 1) + "|")
         else:
             print(f"{'model':<16}" + "".join(f"{n:>9}" for n in names))
-        for name, key, _ in ROWS:
+        for name, key, _ in rows:
             result, seconds = score(models[key], videos, config)
             values = (result["semantic"]["mIoU"], result["vc"]["8"], result["vc"]["16"], result["tc"])
             cells = ["n/a" if v is None else f"{v:.3f}" for v in values]

@@ -172,17 +172,27 @@ def test_parallel_clips_only_for_models_whose_clips_are_independent(runs, tmp_pa
 @pytest.mark.parametrize("name, fmt", [("panoptic-deeplab-tiny", "kitti-step"),
                                        ("motion-deeplab-tiny", "kitti-step"),
                                        ("panoptic-deeplab-tiny", "vipseg"),
-                                       ("clip-panofcn-tiny", "vipseg")])
+                                       ("clip-panofcn-tiny", "vipseg"),
+                                       ("tcb-ocr-tiny", "vspw"),
+                                       ("vpsnet-tiny", None)])
 def test_demo_runs_every_model_end_to_end_in_miniature(name, fmt, tmp_path, capsys) -> None:
     out = tmp_path / "demo"
+    recipe = get_model(name).family.recipe
+    frames = 10 if fmt is None else 3  # vpsnet's Cityscapes-VPS layout: every 5th frame annotated
     assert main(["demo", "--model", name, "--out", str(out), "--iters", "2", "--amp", "off",
-                 "--val-videos", "1", "--frames", "3", "--batch-size", "2", "--format", fmt]) == 0
+                 "--val-videos", "1", "--frames", str(frames), "--batch-size", "2"]
+                + ([] if fmt is None else ["--format", fmt])) == 0
+    fmt = fmt or recipe.demo_format
     assert get_format(fmt).list_videos(out / "pred", split="val") == ["0000"]
     metrics = json.loads((out / "metrics.json").read_text())
-    assert 0.0 <= metrics["stq"]["STQ"] <= 1.0
     report = (out / "report.md").read_text()
-    tracker = get_model(name).family.recipe.tracker
-    assert name in report and f"with {tracker} association" in report
+    if recipe.semantic:
+        assert 0.0 <= metrics["semantic"]["mIoU"] <= 1.0 and "| mVC8 |" in report
+        assert "frame by frame" in report
+    else:
+        assert 0.0 <= metrics["stq"]["STQ"] <= 1.0
+        assert f"with {recipe.tracker} association" in report
+    assert name in report
     loaded = load_model(out / "run" / "ckpt.pt")
     assert loaded.spec.model == name and loaded.spec.clip == get_model(name).family.recipe.clip
     train_clip = get_model(name).family.recipe.train_clip or loaded.spec.clip
@@ -197,6 +207,8 @@ def test_demo_runs_every_model_end_to_end_in_miniature(name, fmt, tmp_path, caps
     (["train", "--model", "video-kmax-tiny", "--loss", "sample_pixels", "--iters", "1",
       "--out", "X"], "--loss takes KEY=VALUE, got 'sample_pixels'"),
     (["demo", "--model", "panoptic-deeplab-x", "--out", "X"], "unknown model 'panoptic-deeplab-x'"),
+    (["demo", "--model", "vpsnet-tiny-base", "--out", "X"],
+     "vpsnet-tiny-base has no track head (Track off), so no vpsnet association"),
 ])
 def test_model_flags_a_model_cannot_use_are_one_line_errors(argv, message, tmp_path, capsys,
                                                              monkeypatch) -> None:

@@ -269,6 +269,19 @@ def with_json(fmt: Format, path: str | Path | None, flag: str) -> Format:
     return method(path)
 
 
+def _pred_split(fmt: Format, root: Path, split: str | None) -> str | None:
+    """The ground truth's split where the predictions have it too (a prediction root may hold
+    other folders beside it, e.g. ``vpseg segment``'s ``overlay/``); else None: the root's only
+    split, or none."""
+    if split is None:
+        return None
+    try:
+        fmt.list_videos(root, split=split)
+    except InputError:
+        return None
+    return split
+
+
 @dataclass(frozen=True)
 class _Job:
     """One video to evaluate; plain values only, so it pickles for the process pool."""
@@ -282,6 +295,7 @@ class _Job:
     config: EvalConfig
     gt_json: str | None
     pred_json: str | None
+    pred_split: str | None = None  # the predictions' split folder, where they have the GT's
 
 
 def _evaluate_one(job: _Job) -> Accumulators:
@@ -293,8 +307,8 @@ def _evaluate_one(job: _Job) -> Accumulators:
         gt = with_json(fmt, job.gt_json, "--gt-json").read_video(
             job.gt_root, job.video, split=job.split, label_space=job.labels)
         pred = with_json(fmt, job.pred_json, "--pred-json").read_video(
-            job.pred_root, job.video, label_space=job.labels or gt.label_space,
-            frame_names=gt.frame_names)
+            job.pred_root, job.video, split=job.pred_split,
+            label_space=job.labels or gt.label_space, frame_names=gt.frame_names)
         acc = evaluate_video(gt, pred, gt.label_space, job.config)
     for warning in caught:
         if issubclass(warning.category, Note):
@@ -358,7 +372,8 @@ def evaluate(
     names = list(videos) if videos is not None else gt_fmt.list_videos(gt_root, split=split)
     if not names:
         raise InputError(f"no {fmt.name} ground-truth videos found", path=gt_root)
-    have = pred_fmt.list_videos(pred_root)
+    pred_split = _pred_split(pred_fmt, pred_root, split)
+    have = pred_fmt.list_videos(pred_root, split=pred_split)
     have_set, name_set = set(have), set(names)
     missing = [n for n in names if n not in have_set]
     if missing:
@@ -371,7 +386,7 @@ def evaluate(
              if extra else [])
     jobs = [_Job(fmt.name, str(gt_root), str(pred_root), n, split, label_space, config,
                  None if gt_json is None else str(gt_json),
-                 None if pred_json is None else str(pred_json)) for n in names]
+                 None if pred_json is None else str(pred_json), pred_split) for n in names]
     show = sys.stderr.isatty() if progress is None else progress
     bar: Callable[..., Any] = tqdm
     total: Accumulators | None = None

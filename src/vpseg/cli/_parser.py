@@ -217,8 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=30, help="frames per val video")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", default="video-kmax-tiny", help=MODEL_HELP)
-    p.add_argument("--format", default="kitti-step",
-                   help="layout and label space of the synthetic data (default kitti-step)")
+    p.add_argument("--format",
+                   help="layout and label space of the synthetic data (default: the model's, "
+                   "kitti-step for most; cityscapes-vps for vpsnet)")
     p.add_argument("--clip", type=int, help="frames per clip (video-kmax: 2 near-online, 1 "
                    "online); the defaults of this and the next flags are the model's recipe")
     p.add_argument("--tracker", help="association for segmenting val")

@@ -7,10 +7,10 @@ import argparse
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -112,6 +112,14 @@ def models(args: argparse.Namespace) -> int:
 # vpseg train
 
 
+def _check_tracker(entry: ModelEntry, tracker: str, config: Any = None) -> None:
+    """One line for an association the model (``config``: the checkpoint's) cannot use."""
+    check = entry.family.tracker_error
+    why = check(config or entry.config, tracker) if check is not None else None
+    if why:
+        raise InputError(f"{entry.name} {why}")
+
+
 def _check_knobs(args: argparse.Namespace, entry: ModelEntry) -> None:
     """The numeric flags train and demo share: one clear line for a value that cannot work."""
     if args.clip < 1 or args.batch_size < 1:
@@ -204,11 +212,23 @@ def train(args: argparse.Namespace) -> int:
 
 @dataclass
 class InputVideo:
-    """RGB frames to segment: a name, the frame names and a way to read the frames in order."""
+    """RGB frames to segment: a name, the names of the frames to write and a way to read every
+    frame in order. ``written``: the positions (among all frames) of the frames written, for a
+    sparsely annotated data set (Cityscapes-VPS: every 5th frame), whose frames in between are
+    segmented (the trackers and Fuse need them) but not written; None: every frame."""
 
     name: str
     frame_names: tuple[str, ...]
     frames: Callable[[], Iterator[np.ndarray]]
+    written: tuple[int, ...] | None = None
+
+    def kept(self, frames: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """The frames (or predictions) of ``frames`` that are written."""
+        if self.written is None:
+            yield from frames
+            return
+        wanted = set(self.written)
+        yield from (f for i, f in enumerate(frames) if i in wanted)
 
 
 def read_video_file(path: Path) -> InputVideo:
@@ -277,10 +297,10 @@ def input_videos(path: str, fmt_name: str | None, split: str | None) -> list[Inp
     for name in names:
         video = fmt.read_video(p, name, split=split)
         frames = video.all_rgb if video.all_rgb is not None else video.rgb
-        frame_names = video.all_rgb_names if video.all_rgb is not None else video.frame_names
         if frames is None:
             raise InputError(f"video {name!r} has no RGB frames", path=p)
-        out.append(InputVideo(name, tuple(frame_names), _reader(frames)))
+        written = tuple(video.frame_index) if video.all_rgb is not None else None
+        out.append(InputVideo(name, tuple(video.frame_names), _reader(frames), written))
     return out
 
 
@@ -309,6 +329,7 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
         raise InputError(f"{loaded.spec.model} predicts classes only (video semantic "
                          f"segmentation): there are no instances for --tracker {tracker_name}")
     tracker = tracker_name or loaded.entry.family.recipe.tracker
+    _check_tracker(loaded.entry, tracker, getattr(loaded.model, "config", None))
     if tracker not in TRACKERS and tracker not in loaded.trackers:
         raise InputError(f"unknown tracker {tracker!r} for {loaded.spec.model}; known: "
                          f"{', '.join([*TRACKERS, *loaded.trackers])}")
@@ -320,16 +341,17 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
     labels = loaded.labels
     with fmt.open_writer(out, label_space=labels, split=split, submission=submission) as writer:
         for video in videos:
-            frames = loaded.segment(video.frames(), tracker, options=options)
+            frames = video.kept(loaded.segment(video.frames(), tracker, options=options))
             bar = tqdm(frames, total=len(video.frame_names), desc=video.name, unit="frame",
                        disable=not (progress and sys.stderr.isatty()), leave=False)
             writer.write(Video(name=video.name, panoptic=FramesInOrder(iter(bar), len(video.frame_names)),
-                               label_space=labels, frame_names=video.frame_names))
+                               label_space=labels, frame_names=video.frame_names,
+                               frame_index=video.written or ()))
     if overlay:
         for video in videos:
             pred = fmt.read_video(out, video.name, split=split, label_space=labels)
             shown = Video(name=video.name, panoptic=pred.panoptic, label_space=labels,
-                          frame_names=pred.frame_names, rgb=list(video.frames()))
+                          frame_names=pred.frame_names, rgb=list(video.kept(video.frames())))
             write_mp4(out / "overlay" / f"{video.name}.mp4", render_frames(shown), fps=fps)
     return labels, [v.name for v in videos]
 
@@ -386,6 +408,8 @@ def demo(args: argparse.Namespace) -> int:
     recipe = entry.family.recipe
     _fill(args, recipe, ["clip", "tracker", "lr", "batch_size", "min_scale", "max_scale",
                          "input_scale"])
+    args.format = args.format or recipe.demo_format
+    _check_tracker(entry, args.tracker)
     _check_knobs(args, entry)
     if (args.minutes <= 0 or args.val_videos < 1 or args.frames < 2 or args.clips_per_video < 1
             or args.train_objects < 0 or (args.iters is not None and args.iters < 1)):
@@ -452,7 +476,8 @@ def demo(args: argparse.Namespace) -> int:
                    overlay=False)
     # 4. evaluate, report (semantic formats: mIoU and the consistency metrics)
     panoptic = fmt.holds_instances
-    ks, names, _ = VPQ_PRESETS["vipseg"]
+    preset = fmt.name if fmt.name in VPQ_PRESETS else "vipseg"  # Cityscapes-VPS: k = 0, 5, 10, 15
+    ks, names, _ = VPQ_PRESETS[preset]
     config_eval = EvalConfig(metrics=("stq", "vpq", "semantic") if panoptic else ("semantic", "vc", "tc"),
                              vpq_ks=ks, vpq_names=names)
     result = evaluate(fmt, val_root, pred_root, config_eval, split="val")
@@ -469,7 +494,7 @@ def demo(args: argparse.Namespace) -> int:
     if panoptic:
         table = [f"| STQ | {_num(result['stq']['STQ'])} |", f"| AQ | {_num(result['stq']['AQ'])} |",
                  f"| SQ | {_num(result['stq']['SQ'])} |",
-                 f"| VPQ (vipseg preset, k = {', '.join(map(str, ks))}) | {_num(result['vpq']['VPQ'])} |",
+                 f"| VPQ ({preset} preset, k = {', '.join(names)}) | {_num(result['vpq']['VPQ'])} |",
                  f"| mIoU | {_num(miou)} |"]
     else:
         table = [f"| mIoU | {_num(miou)} |",

@@ -73,6 +73,7 @@ class Recipe:
     # can go through the network together (``InferenceOptions.parallel_clips``)
     independent_clips: bool = False
     semantic: bool = False  # predicts classes only (video semantic segmentation): no tracker
+    demo_format: str = "kitti-step"  # layout and label space of ``vpseg demo`` without --format
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,9 @@ class ModelFamily:
     # what the network takes for ``clip`` frames of ``height × width`` (random values), for
     # benchmarks and shape checks: ``example_input(config, clip, height, width)``
     example_input: Callable[[Any, int, int, int], torch.Tensor] | None = None
+    # why a configuration cannot use an association (e.g. VPSNet without its track head and
+    # the ``vpsnet`` association), or None: ``tracker_error(config, tracker_name)``
+    tracker_error: Callable[[Any, str], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,8 @@ class ModelEntry:
 
 # modules that define ``FAMILIES`` (imported on first use: each imports torch and its layers)
 FAMILY_MODULES = ("vpseg.models.video_kmax_family", "vpseg.models.deeplab_family",
-                  "vpseg.models.panoptic_fcn_family", "vpseg.models.tcb_family")
+                  "vpseg.models.panoptic_fcn_family", "vpseg.models.tcb_family",
+                  "vpseg.models.vpsnet_family")
 
 _families: list[ModelFamily] = []
 
