@@ -1,6 +1,7 @@
 """VPSNet's ablation (its Tables 2 and 4) on synthetic Cityscapes-VPS videos: Base, Fuse, Track
 and FuseTrack, image PQ and VPQ per window k = 0, 5, 10, 15, and FuseTrack's association variants
-(Cls-Sort, IoU-Match, Disjoined, the full VPSNet).
+(Cls-Sort, IoU-Match, Disjoined, the full VPSNet). IoU-Match is the paper's flow-guided mask-IoU
+matching: vpseg's ``flow`` tracker (masks warped by DIS flow onto the next frame, then matched by IoU).
 
 The checkpoints come from ``vpseg demo --model vpsnet-tiny[-base|-fuse|-track|-disjoined]``
 with the same minutes each (equal training time); ``--train MINUTES`` runs those demos first,
@@ -33,7 +34,7 @@ MODELS = {"fusetrack": "vpsnet-tiny", "base": "vpsnet-tiny-base", "fuse": "vpsne
           "track": "vpsnet-tiny-track", "disjoined": "vpsnet-tiny-disjoined"}
 # (row, checkpoint, association); Base and Fuse have no track head: no association (Cls-Sort)
 ROWS = (("Base", "base", "cls-sort"), ("Fuse", "fuse", "cls-sort"), ("Track", "track", "vpsnet"),
-        ("FuseTrack Cls-Sort", "fusetrack", "cls-sort"), ("FuseTrack IoU-Match", "fusetrack", "iou"),
+        ("FuseTrack Cls-Sort", "fusetrack", "cls-sort"), ("FuseTrack IoU-Match", "fusetrack", "flow"),
         ("FuseTrack Disjoined", "disjoined", "vpsnet"), ("FuseTrack (VPSNet)", "fusetrack", "vpsnet"))
 STRIDE = 5  # Cityscapes-VPS annotates every 5th frame
 

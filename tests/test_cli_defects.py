@@ -330,8 +330,11 @@ def test_flow_tracker_with_an_rgb_frame_of_another_size(kitti, tmp_path, capsys)
 def _interrupt(argv: list[str], delay: float) -> subprocess.CompletedProcess[str]:
     """Run ``vpseg ARGV`` in a new process and send it SIGINT ``delay`` seconds after it has
     imported the entry point (the interpreter's own start, before any vpseg code runs, is not
-    vpseg's to guard)."""
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from vpseg.cli.main import main; "
+    vpseg's to guard). The child takes Ctrl-C as from a terminal even where this test runs with
+    SIGINT ignored (a shell's background job), which a child would inherit."""
+    proc = subprocess.Popen([sys.executable, "-c", "import signal, sys; "
+                             "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                             "from vpseg.cli.main import main; "
                              "print('ready', file=sys.stderr, flush=True); "
                              "sys.exit(main(sys.argv[1:]))", *argv],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -350,6 +353,25 @@ def test_ctrl_c_in_the_first_second(tmp_path, delay):
     assert done.returncode == 130, done.stderr
     assert "Traceback" not in done.stderr and done.stderr.strip().endswith("interrupted")
     assert not out.exists()
+
+
+def test_ctrl_c_that_python_wraps_in_a_runtime_error_is_still_an_interruption(monkeypatch, capsys):
+    """Python 3.11 turns a KeyboardInterrupt raised inside a class's ``__set_name__`` (e.g. while
+    the standard library's ``ipaddress`` is imported) into a RuntimeError caused by it."""
+    from vpseg.cli import _parser
+
+    def interrupted(argv, state):
+        raise RuntimeError("Error calling __set_name__") from KeyboardInterrupt()
+
+    def broken(argv, state):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(_parser, "run", interrupted)
+    assert main(["synth", "x"]) == 130
+    assert capsys.readouterr().err.strip() == "vpseg: interrupted"
+    monkeypatch.setattr(_parser, "run", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["synth", "x"])
 
 
 # --- wrong numbers and silent successes -----------------------------------------------------------

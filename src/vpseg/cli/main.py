@@ -27,6 +27,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{state['command']}: interrupted", file=sys.stderr)
         return 130
+    except RuntimeError as exc:  # Python 3.11 wraps a Ctrl-C that lands in a class's __set_name__
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            print(f"{state['command']}: interrupted", file=sys.stderr)
+            return 130
+        raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,8 +22,8 @@ Associations (``--tracker``):
   the official code, its weight here is the box IoU's.
 * ``cls-sort``: no association: in every frame the instances of a class are numbered by score
   (Table 4's Cls-Sort: ids by class and order).
-* any ``vpseg.tracking`` tracker (``iou`` is Table 4's IoU-Match); the track head's embeddings,
-  normalised, are the segments' appearance.
+* any ``vpseg.tracking`` tracker (``flow``, masks warped by optical flow and matched by IoU, is
+  Table 4's IoU-Match); the track head's embeddings, normalised, are the segments' appearance.
 """
 
 from __future__ import annotations
