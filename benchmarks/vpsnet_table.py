@@ -82,7 +82,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20_000,
                     help="world seed of the videos (the demos' val sets use 10000 + their seed)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument("--only", help="comma-separated rows to score (e.g. 'Base,FuseTrack IoU-Match'); "
+                    "default: all")
     args = ap.parse_args()
+    rows = ROWS
+    if args.only:
+        wanted = [r.strip() for r in args.only.split(",")]
+        unknown = [r for r in wanted if r not in {row for row, _, _ in ROWS}]
+        if unknown:
+            ap.error(f"--only: unknown rows {unknown}; rows: {', '.join(row for row, _, _ in ROWS)}")
+        rows = tuple(r for r in ROWS if r[0] in wanted)
     paths = train(args.train, args.out) if args.train else {k: getattr(args, k) for k in MODELS}
     missing = [k for k, p in paths.items() if p is None]
     if missing:
@@ -104,7 +113,7 @@ def main() -> None:
         print("|---" * (len(head) + 1) + "|")
     else:
         print(f"{'variant':<22}" + "".join(f"{c:>21}" for c in head[:-2]) + f"{'iters':>7}{'s/frame':>9}")
-    for row, key, tracker in ROWS:
+    for row, key, tracker in rows:
         result, seconds = score(models[key], tracker, videos, config)
         vpq = result["vpq"]
 
