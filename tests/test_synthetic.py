@@ -23,6 +23,17 @@ def test_deterministic_in_seed_and_index():
     assert not all(np.array_equal(x, y) for x, y in zip(a.panoptic, c.panoptic, strict=True))
 
 
+def test_a_frame_step_is_every_kth_frame_of_a_longer_video():
+    labels = get_label_space("kitti-step")
+    fast = generate_video(SynthConfig(height=64, width=96, frames=4), labels, seed=5, index=1, step=3)
+    long = generate_video(SynthConfig(height=64, width=96, frames=12), labels, seed=5, index=1)
+    assert len(fast) == 4
+    assert all(np.array_equal(x, y) for x, y in zip(fast.panoptic, list(long.panoptic)[::3], strict=True))
+    assert all(np.array_equal(x, y) for x, y in zip(fast.rgb, list(long.rgb)[::3], strict=True))
+    with pytest.raises(ValueError, match="step"):
+        generate_video(SynthConfig(height=64, width=96, frames=4), labels, seed=5, index=1, step=0)
+
+
 def test_kitti_world_uses_cityscapes_ids_and_tracks_only_people_and_cars(kitti_videos):
     labels = kitti_videos[0].label_space
     classes = set()

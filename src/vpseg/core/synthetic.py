@@ -337,12 +337,17 @@ def _step(thing: _Thing, cam_x: float, cfg: SynthConfig, horizon: int) -> None:
 
 
 def generate_video(
-    cfg: SynthConfig, labels: LabelSpace, seed: int, index: int, name: str | None = None
+    cfg: SynthConfig, labels: LabelSpace, seed: int, index: int, name: str | None = None,
+    step: int = 1,
 ) -> Video:
-    """Render video ``index`` of the world seeded by ``seed``: panoptic and RGB frames."""
+    """Render video ``index`` of the world seeded by ``seed``: panoptic and RGB frames. With
+    ``step`` k > 1, every k-th frame of the video k times as long: the same world at 1/k of the
+    frame rate, so everything moves k times as far between frames (fast motion)."""
+    if step < 1:
+        raise ValueError(f"step must be >= 1, got {step}")
     rng = np.random.default_rng([seed, index])
     world = world_classes(labels)
-    h, w, t_len = cfg.height, cfg.width, cfg.frames
+    h, w, t_len = cfg.height, cfg.width, cfg.frames * step
     pan_speed = cfg.pan_speed * w / 512 * rng.uniform(0.5, 1.5) * rng.choice([-1, 1])
     travel = int(np.ceil(abs(pan_speed) * t_len))
     canvas_w = w + travel + 1
@@ -380,8 +385,9 @@ def generate_video(
             for region in (np.s_[:bd], np.s_[-bd:], np.s_[:, :bd], np.s_[:, -bd:]):
                 pan[region] = ignore * div
                 img[region] = 0
-        panoptic.append(pan.astype(PANOPTIC_DTYPE))
-        rgb.append(np.clip(img, 0, 255).astype(np.uint8))
+        if t % step == 0:
+            panoptic.append(pan.astype(PANOPTIC_DTYPE))
+            rgb.append(np.clip(img, 0, 255).astype(np.uint8))
         for thing in things:
             _step(thing, cam_x, cfg, horizon)
     return Video(name=name or f"{index:04d}", panoptic=panoptic, label_space=labels, rgb=rgb)
