@@ -135,6 +135,15 @@ def one(model_name: str, clip: int, height: int, width: int, repeats: int, devic
             "ms_per_frame": 1000 * statistics.median(times) / clip, "peak_MiB": peak}
 
 
+def child(args: argparse.Namespace, threads: int, name: str, mode: str, *flags: str) -> dict:
+    """One measurement in a fresh process (so peak memory is this model's alone): its JSON line."""
+    res = subprocess.run(
+        [sys.executable, __file__, "--one", name, mode, *flags, "--size", args.size,
+         "--repeats", str(args.repeats), "--device", args.device, "--threads", str(threads)],
+        capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="video-kmax-tiny,video-kmax-r50")
@@ -170,11 +179,7 @@ def main() -> None:
         print(f"segmenting random {h}x{w} frames, device {args.device}, {threads} threads")
         print(f"{'model':<24}{'params':>9}{'association':>13}{'ms/frame':>11}{'peak MiB':>10}")
         for name in args.models.split(","):
-            res = subprocess.run(
-                [sys.executable, __file__, "--one", name, "0", "--segment", "--size", args.size,
-                 "--repeats", str(args.repeats), "--device", args.device, "--threads", str(threads)],
-                capture_output=True, text=True, check=True)
-            r = json.loads(res.stdout.strip().splitlines()[-1])
+            r = child(args, threads, name, "0", "--segment")
             print(f"{name:<24}{r['params_M']:>8.1f}M{r['tracker']:>13}{r['ms_per_frame']:>11.1f}"
                   f"{r['peak_MiB']:>10.0f}", flush=True)
         return
@@ -185,11 +190,7 @@ def main() -> None:
         for name in args.models.split(","):
             first = None
             for mode in ("memory", "recompute"):
-                res = subprocess.run(
-                    [sys.executable, __file__, "--one", name, mode, "--stream", "--size", args.size,
-                     "--repeats", str(args.repeats), "--device", args.device,
-                     "--threads", str(threads)], capture_output=True, text=True, check=True)
-                r = json.loads(res.stdout.strip().splitlines()[-1])
+                r = child(args, threads, name, mode, "--stream")
                 first = first or r["ms_per_frame"]
                 print(f"{name:<20}{r['params_M']:>8.1f}M{'on' if r['memory'] else 'off':>10}"
                       f"{r['ms_per_frame']:>11.1f}{r['ms_per_frame'] / first:>11.2f}"
@@ -204,11 +205,7 @@ def main() -> None:
     for name in args.models.split(","):
         first = None
         for clip in (int(c) for c in args.clips.split(",")):
-            res = subprocess.run(
-                [sys.executable, __file__, "--one", name, str(clip), "--size", args.size,
-                 "--repeats", str(args.repeats), "--device", args.device,
-                 "--threads", str(threads)], capture_output=True, text=True, check=True)
-            r = json.loads(res.stdout.strip().splitlines()[-1])
+            r = child(args, threads, name, str(clip))
             first = first or r["ms_per_frame"]
             print(f"{name:<24}{r['params_M']:>8.1f}M{clip:>3}{r['ms_per_frame']:>11.1f}"
                   f"{r['ms_per_frame'] / first:>8.2f}{r['peak_MiB']:>10.0f}", flush=True)

@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from vpseg.engine.checkpoint import load_checkpoint, save_checkpoint
 from vpseg.engine.schedule import poly_lr
+from vpseg.models.registry import unwrap
 
 __all__ = ["TrainConfig", "Trainer", "seed_everything"]
 
@@ -42,11 +43,6 @@ class TrainConfig:
     checkpoint_every: int = 0  # 0: only at the end
     seed: int = 0
     deterministic: bool = False
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The model inside a DistributedDataParallel wrapper (checkpoints hold the bare model)."""
-    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:
@@ -149,7 +145,7 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
-            "model": _unwrap(self.model).state_dict(),
+            "model": unwrap(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "iteration": self.iteration,
@@ -161,7 +157,7 @@ class Trainer:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        _unwrap(self.model).load_state_dict(state["model"])
+        unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         self.iteration = int(state["iteration"])

@@ -36,7 +36,14 @@ from vpseg.models.panoptic_deeplab import (
     deeplab_targets,
     postprocess,
 )
-from vpseg.models.registry import Criterion, InferenceOptions, ModelFamily, Recipe, Segmenter
+from vpseg.models.registry import (
+    Criterion,
+    InferenceOptions,
+    ModelFamily,
+    Recipe,
+    Segmenter,
+    unwrap,
+)
 from vpseg.models.video_output import (
     TrackedVideo,
     as_tracker,
@@ -77,8 +84,7 @@ def _criterion(labels: LabelSpace, weights: DeepLabLossWeights) -> Criterion:
 
 
 def _config(model: nn.Module) -> DeepLabConfig:
-    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return inner.config  # type: ignore[return-value]
+    return unwrap(model).config  # type: ignore[return-value]
 
 
 def _centres_of_mass(index: np.ndarray, n: int) -> np.ndarray:

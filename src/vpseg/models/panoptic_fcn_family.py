@@ -38,7 +38,14 @@ from vpseg.models.panoptic_fcn import (
     panoptic_fcn_targets,
     panoptic_from_masks,
 )
-from vpseg.models.registry import Criterion, InferenceOptions, ModelFamily, Recipe, Segmenter
+from vpseg.models.registry import (
+    Criterion,
+    InferenceOptions,
+    ModelFamily,
+    Recipe,
+    Segmenter,
+    unwrap,
+)
 from vpseg.models.video_output import (
     TrackedVideo,
     as_tracker,
@@ -52,8 +59,7 @@ __all__ = ["FAMILIES", "PANOPTIC_FCN", "CLIP_PANOFCN", "segment_clip", "segment_
 
 
 def _config(model: nn.Module) -> PanopticFCNConfig:
-    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return inner.config  # type: ignore[return-value]
+    return unwrap(model).config  # type: ignore[return-value]
 
 
 def _criterion(labels: LabelSpace, weights: PanopticFCNLossWeights) -> Criterion:

@@ -34,13 +34,18 @@ from torch import nn
 from vpseg.core.labels import LabelSpace
 
 __all__ = ["Recipe", "InferenceOptions", "ModelFamily", "ModelEntry", "Criterion", "Segmenter",
-           "total_and_parts",
+           "total_and_parts", "unwrap",
            "FAMILY_MODULES", "families", "model_names", "get_model", "config_from_dict",
            "parse_options"]
 
 Criterion = Callable[[nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, dict[str, float]]]
 # frames, and a tracker: a ``vpseg.tracking`` one (by name or built) or the model's own by name
 Segmenter = Callable[[Iterable[np.ndarray], Any], Iterator[np.ndarray]]
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a DistributedDataParallel wrapper (what holds the config and the weights)."""
+    return model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
 
 
 def total_and_parts(parts: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:

@@ -29,6 +29,7 @@ from vpseg.models.registry import (
     Recipe,
     Segmenter,
     total_and_parts,
+    unwrap,
 )
 from vpseg.models.tcb import CONFIGS, TCBConfig, TCBNet, TCBStream
 from vpseg.models.video_output import to_network
@@ -44,8 +45,7 @@ class TCBLossWeights:
 
 
 def _config(model: nn.Module) -> TCBConfig:
-    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return inner.config  # type: ignore[return-value]
+    return unwrap(model).config  # type: ignore[return-value]
 
 
 def semantic_targets(panoptic: torch.Tensor, labels: LabelSpace) -> torch.Tensor:

@@ -46,6 +46,7 @@ from vpseg.models.registry import (
     Recipe,
     Segmenter,
     total_and_parts,
+    unwrap,
 )
 from vpseg.models.video_output import (
     TrackedVideo,
@@ -70,8 +71,7 @@ class VPSNetLossOptions:
 
 
 def _config(model: nn.Module) -> VPSNetConfig:
-    inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
-    return inner.config  # type: ignore[return-value]
+    return unwrap(model).config  # type: ignore[return-value]
 
 
 def frame_targets(panoptic: torch.Tensor, labels: LabelSpace) -> FrameTargets:
