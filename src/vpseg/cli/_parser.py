@@ -34,7 +34,7 @@ MODEL_HELP = ("a registered model: `vpseg models` lists them (video-kmax-*, pano
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vpseg.cli import commands, model_commands
+    from vpseg.cli import commands, model_commands, report_command
 
     parser = _Parser(
         prog="vpseg", description="Video panoptic / video semantic segmentation tools."
@@ -188,9 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("segment", help="segment a video, a folder of frames or a data set")
     p.add_argument("input", help="video file (mp4...), folder of frames, or dataset root")
-    p.add_argument("--checkpoint", required=True, help="RUN/ckpt.pt of vpseg train")
+    model = p.add_mutually_exclusive_group(required=True)
+    model.add_argument("--checkpoint", help="RUN/ckpt.pt of vpseg train")
+    model.add_argument("--hf-model", metavar="PATH_OR_ID",
+                       help="a Hugging Face transformers image panoptic model (Mask2Former, "
+                       "OneFormer, DETR): a saved folder, or a hub id when a network is there; "
+                       "run frame by frame, its segments tracked with --tracker (default hila: "
+                       "its query features as appearance)")
     p.add_argument("--out", required=True)
     p.add_argument("--format", default="kitti-step", help="output format (default kitti-step)")
+    p.add_argument("--label-space", help="--hf-model: label space JSON that says which of the "
+                   "model's classes are things (default: its id2label matched by name to "
+                   "COCO-panoptic)")
+    p.add_argument("--batch-size", type=int, default=4,
+                   help="--hf-model: frames per network call")
     p.add_argument("--input-format", help="INPUT is a data set in this format")
     p.add_argument("--split", help="split of the input data set")
     p.add_argument("--out-split", default="val", help="split folder of the output")
@@ -207,6 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write the benchmark's submission layout of --format (docs/formats.md)")
     p.add_argument("--fps", type=float, default=10.0)
     p.set_defaults(func=model_commands.segment)
+
+    p = sub.add_parser("report", help="one self-contained HTML page of an evaluation's "
+                       "results (open it in a browser)")
+    p.add_argument("results", help="results JSON of vpseg eval --json (or the demo's metrics.json)")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--gt", help="ground-truth root: adds instance counts and overlay clips")
+    p.add_argument("--pred", help="prediction root (with --gt): overlay clips GT | prediction")
+    p.add_argument("--format", help="format of --gt and --pred (default: the results' own)")
+    p.add_argument("--split", help="split of --gt")
+    p.add_argument("--label-space")
+    p.add_argument("--clips", type=int, default=4, help="overlay clips embedded (videos)")
+    p.set_defaults(func=report_command.report)
 
     p = sub.add_parser("demo", help="the main job: train, segment and evaluate on the synthetic world")
     p.add_argument("--out", default="demo-out")

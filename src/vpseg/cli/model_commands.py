@@ -308,21 +308,63 @@ def input_videos(path: str, fmt_name: str | None, split: str | None) -> list[Inp
 # vpseg segment
 
 
-def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, fmt: Format, *,
+def segment_videos(videos: list[InputVideo], checkpoint: str | Path | None, out: Path, fmt: Format, *,
                    tracker_name: str | None = None, clip: int | None = None, split: str = "val",
                    overlay: bool = True, fps: float = 10.0, progress: bool = True,
                    input_scale: float | None = None, submission: bool = False,
-                   parallel_clips: int = 1) -> tuple[LabelSpace, list[str]]:
-    """Segment ``videos`` with a checkpoint (any registered model); write panoptic frames in
-    ``fmt`` (and overlay MP4s under ``out/overlay/``). Returns the label space and the names."""
-    import torch
+                   parallel_clips: int = 1, hf_model: str | None = None,
+                   label_space: str | None = None,
+                   batch_size: int = 4) -> tuple[LabelSpace, list[str]]:
+    """Segment ``videos`` with a checkpoint (any registered model) or a Hugging Face image
+    panoptic model (``hf_model``); write panoptic frames in ``fmt`` (and overlay MP4s under
+    ``out/overlay/``) as they come. Returns the label space and the names."""
     from tqdm import tqdm
 
     from vpseg._allocator import keep_freed_memory
+    from vpseg.tracking.video import FramesInOrder
+
+    keep_freed_memory()
+    if hf_model is not None:
+        labels, run = _hf_segmenter(hf_model, tracker_name, label_space, batch_size)
+    else:
+        assert checkpoint is not None
+        labels, run = _checkpoint_segmenter(checkpoint, tracker_name, clip, input_scale,
+                                            parallel_clips)
+    with fmt.open_writer(out, label_space=labels, split=split, submission=submission) as writer:
+        for video in videos:
+            frames = video.kept(run(video.frames()))
+            bar = tqdm(frames, total=len(video.frame_names), desc=video.name, unit="frame",
+                       disable=not (progress and sys.stderr.isatty()), leave=False)
+            writer.write(Video(name=video.name, panoptic=FramesInOrder(iter(bar), len(video.frame_names)),
+                               label_space=labels, frame_names=video.frame_names,
+                               frame_index=video.written or ()))
+    if overlay:
+        for video in videos:
+            write_overlay(out / "overlay" / f"{video.name}.mp4", video,
+                          fmt.read_video(out, video.name, split=split, label_space=labels), fps)
+    return labels, [v.name for v in videos]
+
+
+def write_overlay(path: Path, video: InputVideo, pred: Video, fps: float) -> None:
+    """The predicted frames over the RGB frames they were segmented from, one frame in memory
+    at a time."""
+    from vpseg.viz import overlay, write_mp4
+
+    shown = (overlay(rgb, pan, pred.label_space)
+             for rgb, pan in zip(video.kept(video.frames()), pred.panoptic, strict=True))
+    write_mp4(path, shown, fps=fps)
+
+
+Run = Callable[[Iterator[np.ndarray]], Iterator[np.ndarray]]
+
+
+def _checkpoint_segmenter(checkpoint: str | Path, tracker_name: str | None, clip: int | None,
+                          input_scale: float | None, parallel_clips: int) -> tuple[LabelSpace, Run]:
+    """The label space and frame stream of a ``vpseg train`` checkpoint's model."""
+    import torch
+
     from vpseg.engine.inference import load_model
     from vpseg.tracking import TRACKERS
-    from vpseg.tracking.video import FramesInOrder
-    from vpseg.viz import render_frames, write_mp4
 
     loaded = load_model(checkpoint)
     if loaded.entry.family.recipe.semantic and tracker_name not in (None, "none"):
@@ -335,25 +377,22 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path, out: Path, 
                          f"{', '.join([*TRACKERS, *loaded.trackers])}")
     if torch.cuda.is_available():
         loaded.model = loaded.model.cuda()
-    else:
-        keep_freed_memory()
     options = loaded.options(clip=clip, input_scale=input_scale, parallel_clips=parallel_clips)
-    labels = loaded.labels
-    with fmt.open_writer(out, label_space=labels, split=split, submission=submission) as writer:
-        for video in videos:
-            frames = video.kept(loaded.segment(video.frames(), tracker, options=options))
-            bar = tqdm(frames, total=len(video.frame_names), desc=video.name, unit="frame",
-                       disable=not (progress and sys.stderr.isatty()), leave=False)
-            writer.write(Video(name=video.name, panoptic=FramesInOrder(iter(bar), len(video.frame_names)),
-                               label_space=labels, frame_names=video.frame_names,
-                               frame_index=video.written or ()))
-    if overlay:
-        for video in videos:
-            pred = fmt.read_video(out, video.name, split=split, label_space=labels)
-            shown = Video(name=video.name, panoptic=pred.panoptic, label_space=labels,
-                          frame_names=pred.frame_names, rgb=list(video.kept(video.frames())))
-            write_mp4(out / "overlay" / f"{video.name}.mp4", render_frames(shown), fps=fps)
-    return labels, [v.name for v in videos]
+    return loaded.labels, lambda frames: loaded.segment(frames, tracker, options=options)
+
+
+def _hf_segmenter(path_or_id: str, tracker_name: str | None, label_space: str | None,
+                  batch_size: int) -> tuple[LabelSpace, Run]:
+    """The label space and frame stream of a Hugging Face transformers panoptic model."""
+    from vpseg.models.hf_panoptic import load_hf_model
+    from vpseg.tracking import TRACKERS
+
+    labels = load_label_space(label_space) if label_space else None
+    model = load_hf_model(path_or_id, label_space=labels, batch_size=batch_size)
+    tracker = tracker_name or model.default_tracker
+    if tracker not in TRACKERS:
+        raise InputError(f"unknown tracker {tracker!r}; known: {', '.join(TRACKERS)}")
+    return model.labels, lambda frames: model.segment(frames, tracker)
 
 
 def segment(args: argparse.Namespace) -> int:
@@ -363,10 +402,20 @@ def segment(args: argparse.Namespace) -> int:
         raise InputError(f"--fps must be in (0, 1000], got {args.fps:g}")
     if args.parallel_clips < 1:
         raise InputError(f"--parallel-clips must be >= 1, got {args.parallel_clips}")
+    if args.batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not Path(args.input).exists():
         raise InputError("no such file or folder", path=args.input)
-    if not Path(args.checkpoint).is_file():
+    if args.checkpoint is not None and not Path(args.checkpoint).is_file():
         raise InputError("checkpoint not found", path=args.checkpoint)
+    if args.hf_model is not None:
+        given = [flag for flag, value in (("--clip", args.clip), ("--input-scale", args.input_scale))
+                 if value is not None] + (["--parallel-clips"] if args.parallel_clips != 1 else [])
+        if given:
+            raise InputError(f"{', '.join(given)}: for --checkpoint models only; an --hf-model "
+                             "runs frame by frame (--batch-size frames per call)")
+    elif args.label_space is not None:
+        raise InputError("--label-space: for --hf-model only (a checkpoint carries its own)")
     fmt = _format(args.format)
     check_output_folder(args.out, "--out", [args.input])
     videos = input_videos(args.input, args.input_format, args.split)
@@ -374,7 +423,8 @@ def segment(args: argparse.Namespace) -> int:
         segment_videos(videos, args.checkpoint, stage, fmt, tracker_name=args.tracker,
                        clip=args.clip, split=args.out_split, overlay=not args.no_overlay,
                        fps=args.fps, input_scale=args.input_scale, submission=args.submission,
-                       parallel_clips=args.parallel_clips)
+                       parallel_clips=args.parallel_clips, hf_model=args.hf_model,
+                       label_space=args.label_space, batch_size=args.batch_size)
     print(f"segmented {len(videos)} video(s) -> {args.out} ({fmt.name})"
           + ("" if args.no_overlay else f", overlays in {Path(args.out) / 'overlay'}"))
     return 0
