@@ -88,15 +88,16 @@ def _sparsify(video: Video, stride: int) -> Video:
     if stride == 1:
         return video
     keep = [i for i in range(len(video)) if i % stride == stride - 1]
-    assert video.rgb is not None
-    return Video(
+    pan, rgb = video.panoptic, video.rgb
+    assert rgb is not None
+    return Video(  # frames read when written (the synthetic world renders them then)
         name=video.name,
-        panoptic=[video.panoptic[i] for i in keep],
+        panoptic=LazyFrames([functools.partial(pan.__getitem__, i) for i in keep]),
         label_space=video.label_space,
         frame_index=tuple(video.frame_index[i] for i in keep),
         frame_names=tuple(video.frame_names[i] for i in keep),
-        rgb=[video.rgb[i] for i in keep],
-        all_rgb=list(video.rgb),
+        rgb=LazyFrames([functools.partial(rgb.__getitem__, i) for i in keep]),
+        all_rgb=rgb,
         all_rgb_names=video.frame_names,
     )
 

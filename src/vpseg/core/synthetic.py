@@ -14,7 +14,8 @@ ids with only people and cars tracked, a synthetic VIPSeg set uses VIPSeg ids, a
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -22,9 +23,10 @@ import numpy as np
 
 from vpseg.core.labels import LabelSpace
 from vpseg.core.panoptic import PANOPTIC_DTYPE
-from vpseg.core.video import Video
+from vpseg.core.video import LazyFrames, Video
 
-__all__ = ["SynthConfig", "WorldClasses", "world_classes", "generate", "generate_video"]
+__all__ = ["SynthConfig", "WorldClasses", "world_classes", "generate", "generate_video",
+           "stream_video"]
 
 #: World kind -> candidate category names, first match in the label space wins.
 _STUFF_NAMES: dict[str, tuple[str, ...]] = {
@@ -340,11 +342,55 @@ def generate_video(
     cfg: SynthConfig, labels: LabelSpace, seed: int, index: int, name: str | None = None,
     step: int = 1,
 ) -> Video:
-    """Render video ``index`` of the world seeded by ``seed``: panoptic and RGB frames. With
-    ``step`` k > 1, every k-th frame of the video k times as long: the same world at 1/k of the
-    frame rate, so everything moves k times as far between frames (fast motion)."""
+    """Render video ``index`` of the world seeded by ``seed``: panoptic and RGB frames, in
+    memory. With ``step`` k > 1, every k-th frame of the video k times as long: the same world
+    at 1/k of the frame rate, so everything moves k times as far between frames (fast motion)."""
     if step < 1:
         raise ValueError(f"step must be >= 1, got {step}")
+    panoptic, rgb = [], []
+    for pan, image in _render(cfg, labels, seed, index, step):
+        panoptic.append(pan)
+        rgb.append(image)
+    return Video(name=name or f"{index:04d}", panoptic=panoptic, label_space=labels, rgb=rgb)
+
+
+def stream_video(
+    cfg: SynthConfig, labels: LabelSpace, seed: int, index: int, name: str | None = None,
+) -> Video:
+    """``generate_video`` (step 1) with frames rendered when read: reading the frames in order
+    holds one frame in memory, so a video of any length can be written (``vpseg synth``).
+    Reading an earlier frame again renders the video anew from its start (the world is
+    deterministic in its seed), so random access is correct but slow."""
+    frames = _InOrder(lambda: _render(cfg, labels, seed, index, 1))
+    pan = [functools.partial(frames.get, i, 0) for i in range(cfg.frames)]
+    rgb = [functools.partial(frames.get, i, 1) for i in range(cfg.frames)]
+    return Video(name=name or f"{index:04d}", panoptic=LazyFrames(pan), label_space=labels,
+                 rgb=LazyFrames(rgb))
+
+
+class _InOrder:
+    """Items of a restartable iterator by position, keeping only the last one."""
+
+    def __init__(self, start: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]) -> None:
+        self._start = start
+        self._items: Iterator[tuple[np.ndarray, np.ndarray]] | None = None
+        self._position = -1
+        self._last: tuple[np.ndarray, np.ndarray] | None = None
+
+    def get(self, index: int, part: int) -> np.ndarray:
+        if self._items is None or index < self._position:
+            self._items, self._position = self._start(), -1
+        while self._position < index:
+            self._last = next(self._items)
+            self._position += 1
+        assert self._last is not None
+        return self._last[part]
+
+
+def _render(
+    cfg: SynthConfig, labels: LabelSpace, seed: int, index: int, step: int,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(panoptic, RGB) of each frame of video ``index`` in order (``generate_video``)."""
     rng = np.random.default_rng([seed, index])
     world = world_classes(labels)
     h, w, t_len = cfg.height, cfg.width, cfg.frames * step
@@ -365,7 +411,6 @@ def generate_video(
     noise_sigma = 2.0 + 8.0 * cfg.difficulty
     div, ignore = labels.label_divisor, labels.ignore_label
 
-    panoptic, rgb = [], []
     for t in range(t_len):
         cam_x = cam0 + pan_speed * t
         cx = int(round(cam_x))
@@ -386,11 +431,9 @@ def generate_video(
                 pan[region] = ignore * div
                 img[region] = 0
         if t % step == 0:
-            panoptic.append(pan.astype(PANOPTIC_DTYPE))
-            rgb.append(np.clip(img, 0, 255).astype(np.uint8))
+            yield pan.astype(PANOPTIC_DTYPE), np.clip(img, 0, 255).astype(np.uint8)
         for thing in things:
             _step(thing, cam_x, cfg, horizon)
-    return Video(name=name or f"{index:04d}", panoptic=panoptic, label_space=labels, rgb=rgb)
 
 
 def _paint_thing(
@@ -425,6 +468,7 @@ def generate(
     cfg: SynthConfig, labels: LabelSpace, *, seed: int = 0, videos: int = 8,
     names: Sequence[str] | None = None,
 ) -> Iterator[Video]:
-    """Yield ``videos`` synthetic videos (one at a time, so memory stays flat)."""
+    """Yield ``videos`` synthetic videos, each rendered as its frames are read
+    (``stream_video``), so memory stays flat in the number and the length of the videos."""
     for i in range(videos):
-        yield generate_video(cfg, labels, seed, i, None if names is None else names[i])
+        yield stream_video(cfg, labels, seed, i, None if names is None else names[i])
