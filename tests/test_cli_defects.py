@@ -164,6 +164,20 @@ def test_track_picks_the_tracker_for_the_cues_present(kitti, tmp_path, capsys):
     assert "tracker: hila (embeddings given" in capsys.readouterr().out
 
 
+def test_track_reads_embeddings_frame_by_frame_and_names_a_bad_frame(kitti, tmp_path, capsys):
+    pred = copy(kitti / "panoptic_maps" / "val", tmp_path / "pred")
+    (pred / "embeddings").mkdir()
+    frames = sorted(p.stem for p in (pred / "0000").glob("*.png"))
+    rows = {f"{f}:ids": np.zeros(0, np.int64) for f in frames}
+    rows.update({f"{f}:vectors": np.zeros((0, 4), np.float32) for f in frames})
+    rows[f"{frames[-1]}:ids"] = np.array([1, 2], np.int64)  # two ids, no vectors for them
+    np.savez(pred / "embeddings" / "0000.npz", **rows)
+    assert main(["track", str(pred), str(tmp_path / "out"), "--format", "kitti-step"]) == 2
+    err = capsys.readouterr().err
+    assert "one row per id" in err and frames[-1] in err and "0000.npz" in err
+    assert not (tmp_path / "out").exists()
+
+
 # --- submission layouts ---------------------------------------------------------------------------
 
 

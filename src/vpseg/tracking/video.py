@@ -9,9 +9,10 @@ Embeddings, when a model provides them, come from a side file per video,
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import zipfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 
@@ -23,25 +24,43 @@ from vpseg.tracking.segments import InstanceFitter, from_panoptic, to_panoptic
 __all__ = ["track_video", "load_embeddings", "FramesInOrder"]
 
 
-def load_embeddings(path: Path) -> dict[str, dict[int, np.ndarray]] | None:
-    """frame name -> {panoptic id: vector}, or None when there is no side file."""
+def load_embeddings(path: Path) -> Mapping[str, dict[int, np.ndarray]] | None:
+    """frame name -> {panoptic id: vector}, or None when there is no side file. A frame's
+    vectors are read when asked for, so a long video's embeddings are never all in memory."""
     if not path.is_file():
         return None
     try:
         data = np.load(path)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read embeddings: {exc}", path=path) from None
-    out: dict[str, dict[int, np.ndarray]] = {}
-    for key in data.files:
-        if not key.endswith(":ids"):
-            continue
-        frame = key[: -len(":ids")]
-        vectors = data.get(f"{frame}:vectors")
-        ids = data[key]
+    return _Embeddings(data, path)
+
+
+class _Embeddings(Mapping[str, dict[int, np.ndarray]]):
+    """The frames of an embeddings ``.npz`` file (``load_embeddings``), read one at a time."""
+
+    def __init__(self, data: Any, path: Path) -> None:
+        self._data, self._path = data, path
+        self._frames = {key[: -len(":ids")] for key in data.files if key.endswith(":ids")}
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._frames)
+
+    def __getitem__(self, frame: str) -> dict[int, np.ndarray]:
+        if frame not in self._frames:
+            raise KeyError(frame)
+        try:
+            ids = self._data[f"{frame}:ids"]
+            vectors = self._data[f"{frame}:vectors"] if f"{frame}:vectors" in self._data.files else None
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise InputError(f"cannot read embeddings: {exc}", path=self._path, frame=frame) from None
         if vectors is None or len(vectors) != len(ids):
-            raise InputError(f"'{frame}:vectors' must have one row per id", path=path, frame=frame)
-        out[frame] = {int(i): v for i, v in zip(ids, vectors, strict=True)}
-    return out
+            raise InputError(f"'{frame}:vectors' must have one row per id", path=self._path,
+                             frame=frame)
+        return {int(i): v for i, v in zip(ids, vectors, strict=True)}
 
 
 class FramesInOrder(Sequence[np.ndarray]):
@@ -73,7 +92,7 @@ def track_video(
     tracker: Tracker,
     *,
     rgb: Sequence[np.ndarray] | None = None,
-    embeddings: dict[str, dict[int, np.ndarray]] | None = None,
+    embeddings: Mapping[str, dict[int, np.ndarray]] | None = None,
 ) -> Video:
     """``video`` with its thing instance ids replaced by the tracker's track ids (lazily)."""
     labels = video.label_space
