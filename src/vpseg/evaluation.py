@@ -212,6 +212,7 @@ def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfi
         raise InputError(f"TC needs the RGB frames of video {gt.name!r}; none found beside the "
                          "ground truth", path=gt.sources[0] if gt.sources else gt.name)
     previous: tuple[np.ndarray, np.ndarray] | None = None  # TC: last frame's RGB and prediction
+    gt_ids: list[np.ndarray] = []  # each frame's GT segment ids: the video's thing track count
     for i in range(len(gt)):
         g, p = _Frame(gt, i), _Frame(pred, i)
         _check_frame(g.shape, p.shape, gt, pred, i)
@@ -224,6 +225,7 @@ def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfi
                 acc.tc.update(previous[1] // div, warped, gt.name)
             previous = (rgb, p.pixels)
         table = _table(g, p)
+        gt_ids.append(table.gt_ids)
         if acc.stq is not None:
             quirk = gt.meta.get("first_listed") if config.stq_vipseg_wrapper else None
             if isinstance(quirk, int):
@@ -245,8 +247,18 @@ def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfi
         acc.frames += 1
     if acc.vc is not None:
         acc.vc.finish()
-    acc.per_video[gt.name] = {"frames": acc.frames, **_flat(acc.result())}
+    acc.per_video[gt.name] = {"frames": acc.frames, "instances": _thing_tracks(gt_ids, labels),
+                              **_flat(acc.result())}
     return acc
+
+
+def _thing_tracks(ids: list[np.ndarray], labels: LabelSpace) -> int:
+    """Distinct ground-truth thing tracks (thing class, instance > 0) among the frames' segment
+    ids: the per-video instance count that VIPSeg's analysis plots STQ and AQ against."""
+    if not ids:
+        return 0
+    sem, inst = np.divmod(np.unique(np.concatenate(ids)), labels.label_divisor)
+    return int(np.count_nonzero(np.isin(sem, labels.thing_ids) & (inst > 0)))
 
 
 def _flat(result: dict[str, Any]) -> dict[str, Any]:
