@@ -22,9 +22,9 @@ def report(args: argparse.Namespace) -> int:
         fmt = None if args.format is None else get_format(args.format)
     except KeyError as exc:
         raise InputError(str(exc.args[0])) from None
+    results = read_results(args.results)
     inputs = [p for p in (args.results, args.gt, args.pred) if p]
     check_output_file(args.out, "--out", inputs=inputs)
-    results = read_results(args.results)
     labels = None if args.label_space is None else load_label_space(args.label_space)
     write_report(results, Path(args.out), gt=args.gt, pred=args.pred, fmt=fmt, split=args.split,
                  label_space=labels, clips=args.clips, source=args.results)

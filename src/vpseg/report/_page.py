@@ -230,11 +230,11 @@ def _instances(rows: Mapping[str, Mapping[str, Any]], counted_from_gt: bool) -> 
     have = {n: r for n, r in rows.items() if number(r.get("instances")) is not None}
     if not rows:
         text = "The results hold no per-video scores."
+    elif not any(number(r.get("STQ")) is not None for r in rows.values()):
+        text = "The results hold no STQ (evaluate with --metrics stq)."
     elif not have:
         text = ("The results record no per-video instance counts (written by an older vpseg); "
                 "pass --gt to count them from the ground truth.")
-    elif not any(number(r.get("STQ")) is not None for r in have.values()):
-        text = "The results hold no STQ (evaluate with --metrics stq)."
     else:
         series = [Series(key, [(float(r["instances"]), number(r.get(key)),
                                 f"{name}: {r['instances']} instances, {key} {_show(key, r.get(key))}")
