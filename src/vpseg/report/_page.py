@@ -210,7 +210,7 @@ def _vpq_k(results: Mapping[str, Any]) -> str:
                              for i, k in enumerate(ks)])
               for key, label in (("VPQ", "VPQ"), ("VPQ_th", "VPQ things"), ("VPQ_st", "VPQ stuff"))]
     chart = line_chart("chart-vpq-k", "VPQ against window k", ks, series,
-                       x_label="window k (preset's name for it)", y_label="VPQ (%)")
+                       x_label="window k", y_label="VPQ (%)")
     keys = [c for c in ("VPQ", "VPQ_th", "VPQ_st", "SQ", "RQ") if any(c in v for v in per_k.values())]
     head = "".join(f'<th scope="col" class="num">{c}</th>' for c in keys)
     rows = "".join(f'<tr><th scope="row">{escape(k)}</th>'

@@ -139,7 +139,9 @@ def line_chart(ident: str, title: str, categories: Sequence[str], series: Sequen
             lines.append(f'<path d="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
         for (x, y), value, tip in pts:
             lines.append(_marker(shape, x, y, color, tip))
-            dy = -9 if i % 2 == 0 else 17  # alternate above / below so two series stay legible
+            # alternate above / below so that close series stay legible, inside the plot
+            above = (i % 2 == 0 or y + 17 > bottom - 2) and y - 9 > top + 2
+            dy = -9 if above else 17
             lines.append(f'<text x="{x:.1f}" y="{y + dy:.1f}" text-anchor="middle" font-size="11" '
                          f'fill="{color}">{100 * value:.1f}</text>')
     _legend(lines, series, left + 4, _TOP)
