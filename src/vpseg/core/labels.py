@@ -236,6 +236,7 @@ _BUILDERS = {
     "vipseg": lambda: _data("vipseg.json"),
     "vspw": lambda: _data("vspw.json"),
     "viper": lambda: _data("viper.json"),
+    "coco-panoptic": lambda: _data("coco_panoptic.json"),
 }
 
 #: Names of the built-in label spaces.
