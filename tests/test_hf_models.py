@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from dataclasses import astuple
 from types import SimpleNamespace
 
@@ -18,6 +19,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+os.environ["HF_HUB_OFFLINE"] = "1"  # before transformers reads it: nothing is downloaded
 torch = pytest.importorskip("torch")
 tf = pytest.importorskip("transformers")
 
@@ -35,7 +37,6 @@ from vpseg.models.hf_panoptic import (  # noqa: E402
     panoptic_segments,
 )
 
-os.environ["HF_HUB_OFFLINE"] = "1"
 torch.set_num_threads(1)
 
 ID2LABEL = {0: "person", 1: "car", 2: "road", 3: "sky-other-merged"}  # HF COCO spellings
@@ -404,3 +405,19 @@ def test_a_label_space_json_names_unknown_classes(tiny, tmp_path):
                  "--out", str(out), "--format", "vipseg", "--tracker", "memory"]) == 0
     labels = load_hf_model(str(model), label_space=load_label_space(spec)).labels
     assert labels.thing_ids == (0, 1)
+
+
+def test_without_transformers_the_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "transformers", None)  # import fails as if not installed
+    with pytest.raises(InputError, match=r"pip install 'vpseg\[hf\]'"):
+        load_hf_model("org/model")
+
+
+def test_a_hub_id_goes_to_transformers_and_its_failure_names_the_id(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(InputError, match="cannot load the model's config") as info:
+        load_hf_model("acme/no-such-model")
+    assert str(info.value).startswith("acme/no-such-model: ")
+    assert len(str(info.value).splitlines()) == 1

@@ -371,7 +371,9 @@ def load_hf_model(path_or_id: str, *, label_space: LabelSpace | None = None,
     try:
         config = tf.AutoConfig.from_pretrained(source)
     except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"cannot load the model's config: {_first_line(exc)}", path=source) from None
+        where = "" if folder is not None else " (no such folder; tried as a hub id)"
+        raise InputError(f"cannot load the model's config{where}: {_first_line(exc)}",
+                         path=source) from None
     architecture = _architecture(config, source)
     labels = hf_label_space({int(k): v for k, v in config.id2label.items()},
                             int(getattr(config, "num_queries", 100)), given=label_space,
