@@ -421,3 +421,18 @@ def test_a_hub_id_goes_to_transformers_and_its_failure_names_the_id(monkeypatch)
         load_hf_model("acme/no-such-model")
     assert str(info.value).startswith("acme/no-such-model: ")
     assert len(str(info.value).splitlines()) == 1
+
+
+def test_oneformer_reads_its_class_info_from_the_model_folder(tiny, tmp_path):
+    """A saved OneFormer names a hub repo_path for its class_info_file; with the file in the
+    model folder it loads offline."""
+    model = _copy(tiny["oneformer"], tmp_path / "one")
+    config = json.loads((model / "processor_config.json").read_text())
+    config["image_processor"]["repo_path"] = "shi-labs/oneformer_demo"
+    (model / "processor_config.json").write_text(json.dumps(config))
+    loaded = load_hf_model(str(model))
+    assert loaded.processor.image_processor.metadata["class_names"][0] == "person"
+    (model / "class_info.json").unlink()
+    with pytest.raises(InputError, match="class_info_file") as info:
+        load_hf_model(str(model))
+    assert str(model) in str(info.value)

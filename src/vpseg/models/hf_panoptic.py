@@ -14,6 +14,7 @@ transformers is imported only when a model is loaded.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -335,19 +336,41 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def _class_info_here(folder: Path | None) -> bool:
+    """Whether OneFormer's ``class_info_file`` lies in the model folder: then it is read from
+    there instead of its ``repo_path`` on the hub (a saved model works offline)."""
+    if folder is None:
+        return False
+    for name in _PROCESSOR_FILES:
+        try:
+            config = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        config = config.get("image_processor", config) if isinstance(config, dict) else {}
+        info = config.get("class_info_file") if isinstance(config, dict) else None
+        if isinstance(info, str) and (folder / info).is_file():
+            return True
+    return False
+
+
 def _processor(tf: Any, architecture: str, source: str, folder: Path | None) -> Any:
     """The image processor (OneFormer: the processor with its tokenizer for the task text)."""
     if folder is not None and not any((folder / f).is_file() for f in _PROCESSOR_FILES):
         raise InputError("no preprocessor_config.json: save the model's processor beside it "
                          "(processor.save_pretrained(PATH))", path=source)
     task = ARCHITECTURES[architecture].task
+    local_info = _class_info_here(folder) if task else None
     try:
         if task:
-            processor = tf.AutoProcessor.from_pretrained(source)
+            extra = {"repo_path": str(folder)} if local_info else {}
+            processor = tf.AutoProcessor.from_pretrained(source, **extra)
         else:
             processor = tf.AutoImageProcessor.from_pretrained(source)
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot load the processor: {_first_line(exc)}", path=source) from None
+        hint = (" (OneFormer's processor reads its class_info_file from repo_path: put that "
+                "file in the model folder)" if task and folder is not None else "")
+        raise InputError(f"cannot load the processor{hint}: {_first_line(exc)}",
+                         path=source) from None
     if task and getattr(processor, "tokenizer", None) is None:
         raise InputError("OneFormer needs its processor's tokenizer (for \"the task is "
                          "panoptic\"): save the OneFormerProcessor with its tokenizer beside "
