@@ -212,7 +212,7 @@ def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfi
         raise InputError(f"TC needs the RGB frames of video {gt.name!r}; none found beside the "
                          "ground truth", path=gt.sources[0] if gt.sources else gt.name)
     previous: tuple[np.ndarray, np.ndarray] | None = None  # TC: last frame's RGB and prediction
-    gt_ids: list[np.ndarray] = []  # each frame's GT segment ids: the video's thing track count
+    gt_ids: set[int] = set()  # the GT segment ids seen: the video's thing track count
     for i in range(len(gt)):
         g, p = _Frame(gt, i), _Frame(pred, i)
         _check_frame(g.shape, p.shape, gt, pred, i)
@@ -225,7 +225,7 @@ def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfi
                 acc.tc.update(previous[1] // div, warped, gt.name)
             previous = (rgb, p.pixels)
         table = _table(g, p)
-        gt_ids.append(table.gt_ids)
+        gt_ids.update(table.gt_ids.tolist())
         if acc.stq is not None:
             quirk = gt.meta.get("first_listed") if config.stq_vipseg_wrapper else None
             if isinstance(quirk, int):
@@ -252,12 +252,12 @@ def evaluate_video(gt: Video, pred: Video, labels: LabelSpace, config: EvalConfi
     return acc
 
 
-def _thing_tracks(ids: list[np.ndarray], labels: LabelSpace) -> int:
-    """Distinct ground-truth thing tracks (thing class, instance > 0) among the frames' segment
+def _thing_tracks(ids: set[int], labels: LabelSpace) -> int:
+    """Distinct ground-truth thing tracks (thing class, instance > 0) among a video's segment
     ids: the per-video instance count that VIPSeg's analysis plots STQ and AQ against."""
     if not ids:
         return 0
-    sem, inst = np.divmod(np.unique(np.concatenate(ids)), labels.label_divisor)
+    sem, inst = np.divmod(np.fromiter(ids, dtype=np.int64, count=len(ids)), labels.label_divisor)
     return int(np.count_nonzero(np.isin(sem, labels.thing_ids) & (inst > 0)))
 
 

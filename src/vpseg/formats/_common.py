@@ -7,9 +7,10 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -235,8 +236,30 @@ def check_frame_sizes(
     return size
 
 
+class FileFrames(LazyFrames):
+    """Frames read from one file each, ``load(path)`` on every access. Only the paths are held,
+    as strings: about 100 bytes a frame where a ``Path`` in a ``partial`` took about 1 KB, so
+    the frame list of a long video stays small beside the frame being read."""
+
+    def __init__(self, paths: Sequence[Path | str], load: Callable[[Path], np.ndarray]) -> None:
+        self._paths = tuple(str(p) for p in paths)
+        self._load = load
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def __getitem__(self, index: int | slice) -> Any:
+        if isinstance(index, slice):
+            return FileFrames(self._paths[index], self._load)
+        return self._load(Path(self._paths[index]))
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for path in self._paths:
+            yield self._load(Path(path))
+
+
 def lazy_frames(paths: Sequence[Path], load: Callable[[Path], np.ndarray]) -> LazyFrames:
-    return LazyFrames([functools.partial(load, p) for p in paths])
+    return FileFrames(paths, load)
 
 
 def split_dir(base: Path, split: str | None, what: str) -> Path:
@@ -310,7 +333,7 @@ def rgb_frames(images: Path | None, files: Sequence[Path],
 
 def rgb_files(paths: Sequence[Path], size: tuple[int, int] | None = None) -> LazyFrames:
     """Lazily read RGB frames, each checked against ``size`` (height, width) when given."""
-    return LazyFrames([functools.partial(read_rgb, p, size) for p in paths])
+    return FileFrames(paths, functools.partial(read_rgb, size=size))
 
 
 def read_rgb(path: Path, size: tuple[int, int] | None = None) -> np.ndarray:
