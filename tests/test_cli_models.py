@@ -129,6 +129,9 @@ def test_demo_runs_end_to_end_in_miniature(tmp_path, capsys):
         assert (out / name).is_file()
     assert list(out.glob("overlay_*.mp4"))
     assert "metrics JSON" in capsys.readouterr().out
+    html = (out / "report.html").read_text()  # opened in a browser by tests/test_report.py
+    assert html.count("<video") == 1 and "data:video/webm;base64," in html
+    assert "VPQ against window k" in html and "0000" in html
 
 
 def test_torchrun_trains_with_distributed_data_parallel(tmp_path):

@@ -193,6 +193,8 @@ def test_demo_runs_every_model_end_to_end_in_miniature(name, fmt, tmp_path, caps
         assert 0.0 <= metrics["stq"]["STQ"] <= 1.0
         assert f"with {recipe.tracker} association" in report
     assert name in report
+    html = (out / "report.html").read_text()  # the page for a person, with the val video's clip
+    assert html.count("<video") == 1 and "Per-class IoU" in html
     loaded = load_model(out / "run" / "ckpt.pt")
     assert loaded.spec.model == name and loaded.spec.clip == get_model(name).family.recipe.clip
     train_clip = get_model(name).family.recipe.train_clip or loaded.spec.clip

@@ -452,6 +452,7 @@ def demo(args: argparse.Namespace) -> int:
     from vpseg.engine.trainer import TrainConfig, seed_everything
     from vpseg.evaluation import VPQ_PRESETS, EvalConfig, evaluate
     from vpseg.evaluation_report import format_results
+    from vpseg.report import write_report
     from vpseg.viz import render_frames, write_mp4
 
     entry = _model(args.model)
@@ -532,6 +533,9 @@ def demo(args: argparse.Namespace) -> int:
                              vpq_ks=ks, vpq_names=names)
     result = evaluate(fmt, val_root, pred_root, config_eval, split="val")
     write_json(out / "metrics.json", result, indent=1)
+    html = out / "report.html"  # the page a person reads: metrics, plots, every val video's clip
+    write_report(result, html, gt=val_root, pred=pred_root, fmt=fmt, split="val",
+                 clips=args.val_videos, source=out / "metrics.json")
     first = videos[0].name
     gt = fmt.read_video(val_root, first, split="val")
     pred = fmt.read_video(pred_root, first, split="val", label_space=labels)
@@ -559,11 +563,13 @@ def demo(args: argparse.Namespace) -> int:
         f"per scene), then run on {args.val_videos} held-out "
         f"val videos ({args.frames} frames, {h}x{w}) {association}.", "",
         "| metric | value |", "|---|---|", *table, "",
-        f"Wall time {elapsed / 60:.1f} min. Files: `run/ckpt.pt` (checkpoint), `metrics.json` "
+        f"Wall time {elapsed / 60:.1f} min. Files: `report.html` (open it in a browser: "
+        f"metrics, plots, clips of every val video), `run/ckpt.pt` (checkpoint), `metrics.json` "
         f"(the `vpseg eval` schema), `{mp4.name}` (ground truth | prediction), `pred/` "
         f"(predictions, {fmt.name} layout), `data/` (val set).", ""])
     write_text(out / "report.md", report)
     print(f"\nwall time {elapsed / 60:.1f} min; outputs in {out}/:\n"
+          f"  HTML report   {html} (open it in a browser)\n"
           f"  checkpoint    {ckpt}\n  metrics JSON  {out / 'metrics.json'}\n"
           f"  overlay MP4   {mp4}\n  report        {out / 'report.md'}\n"
           f"  predictions   {pred_root}\n  val data      {val_root}")
