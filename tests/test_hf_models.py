@@ -436,3 +436,20 @@ def test_oneformer_reads_its_class_info_from_the_model_folder(tiny, tmp_path):
     with pytest.raises(InputError, match="class_info_file") as info:
         load_hf_model(str(model))
     assert str(model) in str(info.value)
+
+
+def test_a_misspelt_tracker_is_refused_before_the_model_loads(tmp_path, capsys):
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(frames / "000000.png")
+    assert main(["segment", str(frames), "--hf-model", str(tmp_path / "not-loaded"),
+                 "--tracker", "hilla", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown tracker 'hilla'" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_checkpoint_only_flags_are_refused_with_an_hf_model(tmp_path, capsys):
+    assert main(["segment", str(tmp_path), "--hf-model", "acme/model", "--clip", "2",
+                 "--out", str(tmp_path / "out")]) == 2
+    assert "--clip: for --checkpoint models only" in capsys.readouterr().err

@@ -387,11 +387,11 @@ def _hf_segmenter(path_or_id: str, tracker_name: str | None, label_space: str | 
     from vpseg.models.hf_panoptic import load_hf_model
     from vpseg.tracking import TRACKERS
 
+    if tracker_name is not None and tracker_name not in TRACKERS:  # before a long model load
+        raise InputError(f"unknown tracker {tracker_name!r}; known: {', '.join(TRACKERS)}")
     labels = load_label_space(label_space) if label_space else None
     model = load_hf_model(path_or_id, label_space=labels, batch_size=batch_size)
     tracker = tracker_name or model.default_tracker
-    if tracker not in TRACKERS:
-        raise InputError(f"unknown tracker {tracker!r}; known: {', '.join(TRACKERS)}")
     return model.labels, lambda frames: model.segment(frames, tracker)
 
 
