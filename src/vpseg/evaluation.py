@@ -281,7 +281,7 @@ def with_json(fmt: Format, path: str | Path | None, flag: str) -> Format:
     return method(path)
 
 
-def _pred_split(fmt: Format, root: Path, split: str | None) -> str | None:
+def prediction_split(fmt: Format, root: Path, split: str | None) -> str | None:
     """The ground truth's split where the predictions have it too (a prediction root may hold
     other folders beside it, e.g. ``vpseg segment``'s ``overlay/``); else None: the root's only
     split, or none."""
@@ -384,7 +384,7 @@ def evaluate(
     names = list(videos) if videos is not None else gt_fmt.list_videos(gt_root, split=split)
     if not names:
         raise InputError(f"no {fmt.name} ground-truth videos found", path=gt_root)
-    pred_split = _pred_split(pred_fmt, pred_root, split)
+    pred_split = prediction_split(pred_fmt, pred_root, split)
     have = pred_fmt.list_videos(pred_root, split=pred_split)
     have_set, name_set = set(have), set(names)
     missing = [n for n in names if n not in have_set]

@@ -19,8 +19,10 @@ import numpy as np
 from vpseg.core.labels import LabelSpace
 from vpseg.core.video import Video
 from vpseg.errors import InputError
+from vpseg.evaluation import prediction_split
 from vpseg.formats import Format
 from vpseg.viz import render_frames
+from vpseg.viz.writer import encode_frames
 
 __all__ = ["Clip", "MAX_FRAMES", "MAX_WIDTH", "FPS", "render_clip", "read_prediction", "count_tracks"]
 
@@ -87,27 +89,10 @@ def encode_webm(frames: Iterable[np.ndarray], *, fps: int = FPS) -> tuple[bytes,
 
     codec, shown = _encoder()
     buffer = io.BytesIO()
-    container = av.open(buffer, mode="w", format="webm")
-    count = 0
-    try:
-        stream: av.VideoStream | None = None
-        for frame in frames:
-            if stream is None:
-                added = container.add_stream(codec, rate=fps)
-                assert isinstance(added, av.VideoStream)  # a video encoder gives a video stream
-                stream = added
-                stream.height, stream.width = frame.shape[:2]
-                stream.pix_fmt = "yuv420p"
-                stream.options = {"deadline": "realtime", "cpu-used": "8", "crf": "30",
-                                  "b": "0" if codec == "libvpx-vp9" else "2M"}
-            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
-                container.mux(packet)
-            count += 1
-        if stream is not None:
-            for packet in stream.encode():
-                container.mux(packet)
-    finally:
-        container.close()
+    options = {"deadline": "realtime", "cpu-used": "8", "crf": "30",
+               "b": "0" if codec == "libvpx-vp9" else "2M"}
+    with av.open(buffer, mode="w", format="webm") as container:
+        count = encode_frames(container, frames, codec=codec, fps=fps, options=options)
     return buffer.getvalue(), shown, count
 
 
@@ -130,22 +115,10 @@ def render_clip(gt: Video, pred: Video, *, max_frames: int = MAX_FRAMES,
                 first.shape[0], count, len(gt))
 
 
-def _pred_split(fmt: Format, root: Path, split: str | None) -> str | None:
-    """The ground truth's split where the predictions have it too, else none (as vpseg eval
-    reads a prediction root)."""
-    if split is None:
-        return None
-    try:
-        fmt.list_videos(root, split=split)
-    except InputError:
-        return None
-    return split
-
-
 def read_prediction(fmt: Format, pred_root: Path, gt: Video, *, split: str | None,
                     labels: LabelSpace | None) -> Video:
     """The prediction of ground-truth video ``gt``, read as ``vpseg eval`` reads it."""
-    pred_split = _pred_split(fmt, pred_root, split)
+    pred_split = prediction_split(fmt, pred_root, split)
     if gt.name not in fmt.list_videos(pred_root, split=pred_split):
         raise InputError(f"missing video {gt.name!r} that the ground truth has", path=pred_root)
     return fmt.read_video(pred_root, gt.name, split=pred_split,
