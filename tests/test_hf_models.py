@@ -334,21 +334,52 @@ def kitti_root(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def model_world(tmp_path_factory):
+    """A synthetic data set in the tiny models' own classes (person, car, road, sky), so that
+    their predictions and the ground truth share class ids."""
+    folder = tmp_path_factory.mktemp("model-world")
+    spec = folder / "labels.json"
+    spec.write_text(json.dumps(hf_label_space(ID2LABEL, num_queries=8).to_json()))
+    root = folder / "data"
+    assert main(["synth", str(root), "--format", "kitti-step", "--label-space", str(spec),
+                 "--videos", "1", "--frames", "4", "--height", "64", "--width", "128",
+                 "--seed", "5", "--split", "val"]) == 0
+    return root
+
+
 @pytest.mark.parametrize("arch", ARCHS)
-def test_cli_segment_with_an_hf_model_then_eval(tiny, kitti_root, tmp_path, arch):
+def test_cli_segment_with_an_hf_model_then_eval(tiny, model_world, tmp_path, arch):
     out = tmp_path / "pred"
-    assert main(["segment", str(kitti_root), "--input-format", "kitti-step", "--hf-model",
-                 str(tiny[arch]), "--batch-size", "3", "--out", str(out),
+    assert main(["segment", str(model_world), "--input-format", "kitti-step", "--split", "val",
+                 "--hf-model", str(tiny[arch]), "--batch-size", "3", "--out", str(out),
                  "--format", "kitti-step"]) == 0
     fmt = get_format("kitti-step")
     (name,) = fmt.list_videos(out, split="val")
     assert len(fmt.read_video(out, name, split="val")) == 4
-    assert main(["eval", str(kitti_root), str(out), "--format", "kitti-step", "--split", "train",
+    assert (out / "overlay" / f"{name}.mp4").is_file()
+    assert main(["eval", str(model_world), str(out), "--format", "kitti-step", "--split", "val",
                  "--json", str(tmp_path / "m.json")]) == 0
     result = json.loads((tmp_path / "m.json").read_text())
+    assert result["config"]["label_space"] == "hf-4"
     values = [result["stq"]["STQ"], result["stq"]["AQ"], result["semantic"]["mIoU"],
               result["vpq"]["per_k"]["1"]["VPQ"]]  # (k = 6 has no window in 4 frames)
     assert all(isinstance(v, float) and 0.0 <= v <= 1.0 for v in values)
+
+
+def test_eval_refuses_predictions_in_other_classes_than_the_ground_truth(tiny, kitti_root,
+                                                                         tmp_path, capsys):
+    """COCO-style classes 0..3 (person, car, road, sky) are not KITTI-STEP's 0..3 (road,
+    sidewalk, building, wall): scoring them against each other would be silently wrong."""
+    out = tmp_path / "pred"
+    assert main(["segment", str(kitti_root), "--input-format", "kitti-step", "--hf-model",
+                 str(tiny["detr"]), "--no-overlay", "--out", str(out),
+                 "--format", "kitti-step"]) == 0
+    capsys.readouterr()
+    assert main(["eval", str(kitti_root), str(out), "--format", "kitti-step"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "label space 'hf-4'" in err[0] and "'kitti-step'" in err[0]
+    assert str(out) in err[0]
 
 
 def _copy(src, dst, drop=(), id2label=None):

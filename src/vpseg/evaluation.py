@@ -28,6 +28,7 @@ from vpseg.core.video import IndexedFrames, Video
 from vpseg.errors import InputError, Note, note
 from vpseg.flow import optical_flow, warp_labels
 from vpseg.formats import Format, get_format
+from vpseg.formats._common import LABEL_SPACE_FILE, saved_label_space
 from vpseg.metrics.pq import PQStats, match_table
 from vpseg.metrics.semantic import ConfusionAccumulator, VCAccumulator
 from vpseg.metrics.stq import STQAccumulator
@@ -281,6 +282,25 @@ def with_json(fmt: Format, path: str | Path | None, flag: str) -> Format:
     return method(path)
 
 
+def check_prediction_classes(pred_root: Path, labels: LabelSpace) -> None:
+    """Predictions are read in the ground truth's label space; a prediction root that records
+    other classes (a ``vpseg_label_space.json`` beside it, as ``vpseg segment --hf-model`` writes
+    for a COCO model) would be scored with its class ids taken for the wrong classes: a clear
+    error instead of a silently wrong number."""
+    saved = saved_label_space(pred_root)
+    if saved is None or _classes(saved) == _classes(labels):
+        return
+    raise InputError(f"the predictions are in label space {saved.name!r} ({len(saved)} classes, "
+                     f"{LABEL_SPACE_FILE}), the ground truth in {labels.name!r} ({len(labels)} "
+                     "classes): the same class id means different classes, so no score would "
+                     "be right; predict in the ground truth's classes (or pass --label-space "
+                     "to read both in one)", path=pred_root)
+
+
+def _classes(labels: LabelSpace) -> tuple[tuple[int, str, bool], ...]:
+    return tuple((c.id, c.name, bool(c.isthing)) for c in labels.categories)
+
+
 def prediction_split(fmt: Format, root: Path, split: str | None) -> str | None:
     """The ground truth's split where the predictions have it too (a prediction root may hold
     other folders beside it, e.g. ``vpseg segment``'s ``overlay/``); else None: the root's only
@@ -318,6 +338,8 @@ def _evaluate_one(job: _Job) -> Accumulators:
         fmt = get_format(job.fmt)
         gt = with_json(fmt, job.gt_json, "--gt-json").read_video(
             job.gt_root, job.video, split=job.split, label_space=job.labels)
+        if job.labels is None:
+            check_prediction_classes(Path(job.pred_root), gt.label_space)
         pred = with_json(fmt, job.pred_json, "--pred-json").read_video(
             job.pred_root, job.video, split=job.pred_split,
             label_space=job.labels or gt.label_space, frame_names=gt.frame_names)
