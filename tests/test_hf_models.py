@@ -32,6 +32,7 @@ from vpseg.models.hf_panoptic import (  # noqa: E402
     ARCHITECTURES,
     Architecture,
     HFPanopticModel,
+    class_mapping,
     hf_label_space,
     load_hf_model,
     panoptic_segments,
@@ -484,3 +485,77 @@ def test_checkpoint_only_flags_are_refused_with_an_hf_model(tmp_path, capsys):
     assert main(["segment", str(tmp_path), "--hf-model", "acme/model", "--clip", "2",
                  "--out", str(tmp_path / "out")]) == 2
     assert "--clip: for --checkpoint models only" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------
+# a data set's classes instead of the model's (--map-to)
+
+
+def test_class_mapping_by_name_with_overrides():
+    own = hf_label_space(ID2LABEL, num_queries=8)  # person, car, road, sky-other-merged
+    kitti = get_label_space("kitti-step")
+    lut, unmapped = class_mapping(own, kitti)
+    names = [kitti[int(c)].name for c in lut]
+    assert names == ["person", "car", "road", "sky"] and unmapped == []
+    lut, unmapped = class_mapping(own, kitti, {"Road": "sidewalk", "car": None})
+    assert kitti[int(lut[2])].name == "sidewalk" and lut[1] == kitti.ignore_label
+    coco_only = hf_label_space({0: "person", 1: "frisbee", 2: "road"}, num_queries=8)
+    lut, unmapped = class_mapping(coco_only, kitti)
+    assert unmapped == ["frisbee"] and lut[1] == kitti.ignore_label
+    with pytest.raises(InputError, match="'gizmo' is not a class of the model"):
+        class_mapping(own, kitti, {"gizmo": "car"})
+    with pytest.raises(InputError, match="'lorry' .* is not a class of label space 'kitti-step'"):
+        class_mapping(own, kitti, {"car": "lorry"})
+
+
+@pytest.mark.parametrize("tracker", ["hila", "iou"])
+def test_a_mapped_model_writes_the_data_sets_classes(tracker):
+    own = hf_label_space(ID2LABEL, num_queries=3)
+    kitti = get_label_space("kitti-step")
+    model = HFPanopticModel(_Square(), _square_processor, "Mask2FormerForUniversalSegmentation",
+                            own, batch_size=2, mapped=(kitti, class_mapping(own, kitti)[0]))
+    model.arch = Architecture(*astuple(model.arch)[:3])
+    assert model.labels is kitti and model.model_labels is own
+    frames = []
+    for t in range(5):
+        rgb = np.zeros((48, 64, 3), dtype=np.uint8)
+        rgb[10:26, 4 + 5 * t : 20 + 5 * t] = 255
+        frames.append(rgb)
+    ids = set()
+    for t, pan in enumerate(model.segment(frames, tracker)):
+        person = pan // kitti.label_divisor == kitti.by_name("person").id
+        assert person[10:26, 4 + 5 * t : 20 + 5 * t].all() and person.sum() == 16 * 16
+        assert (pan[~person] == kitti.by_name("road").id * kitti.label_divisor).all()
+        ids |= set(np.unique(pan[person] % kitti.label_divisor).tolist())
+    assert len(ids) == 1 and 0 not in ids
+
+
+def test_cli_map_to_the_ground_truths_classes_then_eval(tiny, kitti_root, tmp_path, capsys):
+    out = tmp_path / "pred"
+    assert main(["segment", str(kitti_root), "--input-format", "kitti-step", "--hf-model",
+                 str(tiny["mask2former"]), "--map-to", "kitti-step", "--no-overlay",
+                 "--out", str(out), "--format", "kitti-step"]) == 0
+    assert "--map-to kitti-step: 4 of the model's 4 classes" in capsys.readouterr().err
+    assert not (out / "vpseg_label_space.json").exists()  # KITTI-STEP's own classes
+    assert main(["eval", str(kitti_root), str(out), "--format", "kitti-step",
+                 "--json", str(tmp_path / "m.json")]) == 0
+    result = json.loads((tmp_path / "m.json").read_text())
+    assert result["config"]["label_space"] == "kitti-step"
+    assert 0.0 <= result["stq"]["STQ"] <= 1.0 and 0.0 <= result["semantic"]["mIoU"] <= 1.0
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--class-map", "map.json"], "--class-map needs --map-to"),
+    (["--map-to", "no-such-labels"], "--map-to takes a built-in label space"),
+    (["--map-to", "kitti-step", "--class-map", "map.json"], "'lorry' (for 'car') is not a class"),
+    (["--map-to", "kitti-step", "--class-map", "bad.json"], "cannot read the class map JSON"),
+])
+def test_cli_map_to_mistakes(tiny, kitti_root, tmp_path, capsys, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "map.json").write_text(json.dumps({"car": "lorry"}))
+    (tmp_path / "bad.json").write_text("{car: lorry")
+    assert main(["segment", str(kitti_root), "--input-format", "kitti-step", "--hf-model",
+                 str(tiny["detr"]), *extra, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+    assert not (tmp_path / "out").exists()

@@ -200,6 +200,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-space", help="--hf-model: label space JSON that says which of the "
                    "model's classes are things (default: its id2label matched by name to "
                    "COCO-panoptic)")
+    p.add_argument("--map-to", metavar="LABELS",
+                   help="--hf-model: write a data set's classes instead of the model's (a "
+                   "built-in label space such as kitti-step or vipseg, or a JSON), matching "
+                   "class names; classes with no match become void")
+    p.add_argument("--class-map", metavar="JSON",
+                   help="--hf-model with --map-to: {\"model class\": \"data set class\" or "
+                   "null for void} for the names that do not match")
     p.add_argument("--batch-size", type=int, default=4,
                    help="--hf-model: frames per network call")
     p.add_argument("--input-format", help="INPUT is a data set in this format")

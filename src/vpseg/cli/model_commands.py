@@ -18,7 +18,7 @@ from vpseg._atomic import write_json, write_text
 from vpseg.cli._outputs import check_output_folder, staged_folder
 from vpseg.core.labels import LabelSpace, load_label_space
 from vpseg.core.video import Video
-from vpseg.errors import InputError
+from vpseg.errors import InputError, note
 from vpseg.formats import Format, get_format
 
 if TYPE_CHECKING:
@@ -313,11 +313,13 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path | None, out:
                    overlay: bool = True, fps: float = 10.0, progress: bool = True,
                    input_scale: float | None = None, submission: bool = False,
                    parallel_clips: int = 1, hf_model: str | None = None,
-                   label_space: str | None = None,
-                   batch_size: int = 4) -> tuple[LabelSpace, list[str]]:
+                   label_space: str | None = None, batch_size: int = 4,
+                   map_to: str | None = None,
+                   class_map: str | None = None) -> tuple[LabelSpace, list[str]]:
     """Segment ``videos`` with a checkpoint (any registered model) or a Hugging Face image
-    panoptic model (``hf_model``); write panoptic frames in ``fmt`` (and overlay MP4s under
-    ``out/overlay/``) as they come. Returns the label space and the names."""
+    panoptic model (``hf_model``, in a data set's classes with ``map_to``); write panoptic
+    frames in ``fmt`` (and overlay MP4s under ``out/overlay/``) as they come. Returns the label
+    space and the names."""
     from tqdm import tqdm
 
     from vpseg._allocator import keep_freed_memory
@@ -325,7 +327,8 @@ def segment_videos(videos: list[InputVideo], checkpoint: str | Path | None, out:
 
     keep_freed_memory()
     if hf_model is not None:
-        labels, run = _hf_segmenter(hf_model, tracker_name, label_space, batch_size)
+        labels, run = _hf_segmenter(hf_model, tracker_name, label_space, batch_size, map_to,
+                                    class_map)
     else:
         assert checkpoint is not None
         labels, run = _checkpoint_segmenter(checkpoint, tracker_name, clip, input_scale,
@@ -382,17 +385,57 @@ def _checkpoint_segmenter(checkpoint: str | Path, tracker_name: str | None, clip
 
 
 def _hf_segmenter(path_or_id: str, tracker_name: str | None, label_space: str | None,
-                  batch_size: int) -> tuple[LabelSpace, Run]:
-    """The label space and frame stream of a Hugging Face transformers panoptic model."""
+                  batch_size: int, map_to: str | None = None,
+                  class_map: str | None = None) -> tuple[LabelSpace, Run]:
+    """The label space and frame stream of a Hugging Face transformers panoptic model (in a
+    data set's classes with ``map_to``)."""
     from vpseg.models.hf_panoptic import load_hf_model
     from vpseg.tracking import TRACKERS
 
     if tracker_name is not None and tracker_name not in TRACKERS:  # before a long model load
         raise InputError(f"unknown tracker {tracker_name!r}; known: {', '.join(TRACKERS)}")
     labels = load_label_space(label_space) if label_space else None
-    model = load_hf_model(path_or_id, label_space=labels, batch_size=batch_size)
+    target = None if map_to is None else _label_space_named(map_to, "--map-to")
+    overrides = None if class_map is None else _class_map(class_map)
+    model = load_hf_model(path_or_id, label_space=labels, batch_size=batch_size,
+                          map_to=target, class_map=overrides,
+                          class_map_source=class_map or "--class-map")
+    if target is not None:
+        mapped = len(model.model_labels) - len(model.unmapped)
+        shown = ", ".join(model.unmapped[:8]) + (" ..." if len(model.unmapped) > 8 else "")
+        note(f"--map-to {target.name}: {mapped} of the model's {len(model.model_labels)} classes "
+             "map onto its classes" + (f"; void: {shown} (name them in --class-map)"
+                                       if model.unmapped else ""))
     tracker = tracker_name or model.default_tracker
     return model.labels, lambda frames: model.segment(frames, tracker)
+
+
+def _label_space_named(text: str, flag: str) -> LabelSpace:
+    """A built-in label space by name, or a label space JSON file."""
+    from vpseg.core.labels import BUILTIN_LABEL_SPACES, get_label_space
+
+    if text in BUILTIN_LABEL_SPACES:
+        return get_label_space(text)
+    if Path(text).is_file():
+        return load_label_space(text)
+    raise InputError(f"{flag} takes a built-in label space ({', '.join(BUILTIN_LABEL_SPACES)}) "
+                     "or a label space JSON file", path=text)
+
+
+def _class_map(path: str) -> dict[str, str | None]:
+    """``--class-map``: a JSON object of model class name -> data set class name (or null)."""
+    import json
+
+    try:
+        obj = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError("no such file", path=path) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(f"cannot read the class map JSON: {exc}", path=path) from None
+    if not isinstance(obj, dict) or not all(isinstance(v, str) or v is None for v in obj.values()):
+        raise InputError('expected a JSON object {"model class": "data set class" or null}',
+                         path=path)
+    return obj
 
 
 def segment(args: argparse.Namespace) -> int:
@@ -414,8 +457,15 @@ def segment(args: argparse.Namespace) -> int:
         if given:
             raise InputError(f"{', '.join(given)}: for --checkpoint models only; an --hf-model "
                              "runs frame by frame (--batch-size frames per call)")
-    elif args.label_space is not None:
-        raise InputError("--label-space: for --hf-model only (a checkpoint carries its own)")
+    else:
+        given = [flag for flag, value in (("--label-space", args.label_space),
+                                          ("--map-to", args.map_to),
+                                          ("--class-map", args.class_map)) if value is not None]
+        if given:
+            raise InputError(f"{', '.join(given)}: for --hf-model only (a checkpoint carries "
+                             "its classes)")
+    if args.class_map is not None and args.map_to is None:
+        raise InputError("--class-map needs --map-to (the label space its names are in)")
     fmt = _format(args.format)
     check_output_folder(args.out, "--out", [args.input])
     videos = input_videos(args.input, args.input_format, args.split)
@@ -424,7 +474,8 @@ def segment(args: argparse.Namespace) -> int:
                        clip=args.clip, split=args.out_split, overlay=not args.no_overlay,
                        fps=args.fps, input_scale=args.input_scale, submission=args.submission,
                        parallel_clips=args.parallel_clips, hf_model=args.hf_model,
-                       label_space=args.label_space, batch_size=args.batch_size)
+                       label_space=args.label_space, batch_size=args.batch_size,
+                       map_to=args.map_to, class_map=args.class_map)
     print(f"segmented {len(videos)} video(s) -> {args.out} ({fmt.name})"
           + ("" if args.no_overlay else f", overlays in {Path(args.out) / 'overlay'}"))
     return 0

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,7 @@ from vpseg.models.video_output import TrackedVideo, as_tracker
 from vpseg.tracking import FrameSegments, Tracker
 
 __all__ = ["ARCHITECTURES", "HFPanopticModel", "Architecture", "PanopticResult", "load_hf_model",
-           "panoptic_segments", "hf_label_space"]
+           "panoptic_segments", "hf_label_space", "class_mapping"]
 
 
 @dataclass(frozen=True)
@@ -216,6 +216,44 @@ def hf_label_space(id2label: dict[int, str], num_queries: int, *,
                       label_divisor=divisor)
 
 
+def class_mapping(model_labels: LabelSpace, target: LabelSpace,
+                  overrides: Mapping[str, str | None] | None = None, *,
+                  source: str = "--class-map") -> tuple[np.ndarray, list[str]]:
+    """Map a model's classes onto a data set's label space ``target`` (to score the model on
+    that data set): ``(lut, unmapped)``, ``lut[model id]`` the target id or the target's ignore
+    label (void), ``unmapped`` the model's class names that became void. ``overrides`` (model
+    class name -> target class name, or None for void) come first; the other classes are
+    matched by name as in ``hf_label_space`` ("sky-other-merged" -> "sky")."""
+    table = _lookup(target)
+    own = {_key(c.name): c for c in model_labels.categories}
+    chosen: dict[int, int] = {}
+    for name, to in (overrides or {}).items():
+        cat = own.get(_key(name))
+        if cat is None:
+            raise InputError(f"{name!r} is not a class of the model (config.json id2label)",
+                             path=source)
+        if to is None:
+            chosen[cat.id] = target.ignore_label
+            continue
+        found = table.get(_key(to))
+        if found is None:
+            raise InputError(f"{to!r} (for {name!r}) is not a class of label space "
+                             f"{target.name!r}", path=source)
+        chosen[cat.id] = found.id
+    lut = np.full(model_labels.max_id + 1, target.ignore_label, dtype=np.int64)
+    unmapped = []
+    for cat in model_labels.categories:
+        if cat.id in chosen:
+            lut[cat.id] = chosen[cat.id]
+            continue
+        found = _find(cat.name, table)
+        if found is None:
+            unmapped.append(cat.name)
+        else:
+            lut[cat.id] = found.id
+    return lut, unmapped
+
+
 # ---------------------------------------------------------------------------------------------
 # the model
 
@@ -227,13 +265,18 @@ class HFPanopticModel:
     default_tracker = "hila"  # the queries' features give appearance; boxes give location
 
     def __init__(self, model: Any, processor: Any, architecture: str, labels: LabelSpace, *,
-                 batch_size: int = 4, threshold: float = 0.5) -> None:
+                 batch_size: int = 4, threshold: float = 0.5,
+                 mapped: tuple[LabelSpace, np.ndarray] | None = None) -> None:
+        """``labels``: the model's own classes; ``mapped``: a data set's label space and the
+        ``class_mapping`` lut onto it, when the output is to be in that data set's classes."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.processor, self.architecture = model, processor, architecture
         self.arch = ARCHITECTURES[architecture]
-        self.labels, self.batch_size, self.threshold = labels, batch_size, threshold
-        self.fuse = set(labels.stuff_ids)
+        self.model_labels, self.batch_size, self.threshold = labels, batch_size, threshold
+        self.fuse = set(labels.stuff_ids)  # post-processing merges stuff by the model's class
+        self.labels, self.lut = mapped or (labels, np.arange(labels.max_id + 1, dtype=np.int64))
+        self.unmapped: list[str] = []  # the model's classes that map to none of ``labels``
         self.device = next(model.parameters()).device
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[tuple[PanopticResult, np.ndarray]]:
@@ -261,13 +304,15 @@ class HFPanopticModel:
 
     def frame_segments(self, result: PanopticResult, queries: np.ndarray) -> tuple[FrameSegments, np.ndarray]:
         """Thing segments (with their queries' features as embeddings) and the ``(H, W)``
-        semantic map: stuff and things by class, pixels of no segment void."""
-        lut = np.array([self.labels.ignore_label, *result.label.tolist()], dtype=np.int64)
-        semantic = lut[result.segmentation]
-        thing = self.labels.thing_lut()[result.label]
+        semantic map, in ``self.labels``' classes: stuff and things by class, pixels of no
+        segment (or of a class that maps to none) void."""
+        ignore = self.labels.ignore_label
+        category = self.lut[result.label]  # the output's class of each segment (or ignore)
+        semantic = np.array([ignore, *category.tolist()], dtype=np.int64)[result.segmentation]
+        thing = (category != ignore) & self.labels.thing_lut()[category]
         index_of = np.zeros(len(result.label) + 1, dtype=np.int32)
         index_of[1:][thing] = np.arange(1, int(thing.sum()) + 1)
-        things = FrameSegments(index=index_of[result.segmentation], category=result.label[thing],
+        things = FrameSegments(index=index_of[result.segmentation], category=category[thing],
                                score=result.score[thing],
                                embedding=queries[result.query[thing]].astype(np.float32))
         return things, semantic
@@ -380,11 +425,16 @@ def _processor(tf: Any, architecture: str, source: str, folder: Path | None) -> 
 
 def load_hf_model(path_or_id: str, *, label_space: LabelSpace | None = None,
                   batch_size: int = 4, threshold: float = 0.5,
-                  device: str | torch.device | None = None) -> HFPanopticModel:
+                  device: str | torch.device | None = None, map_to: LabelSpace | None = None,
+                  class_map: Mapping[str, str | None] | None = None,
+                  class_map_source: str = "--class-map") -> HFPanopticModel:
     """A transformers panoptic model from a ``save_pretrained`` folder or a hub id, in eval mode
     on the GPU when there is one. ``label_space`` says which classes are things when they are
-    not COCO-panoptic classes. User mistakes (no such folder, no config.json, an unsupported
-    architecture, no processor, unknown classes) are one-line ``InputError``s naming the path."""
+    not COCO-panoptic classes; ``map_to`` (with ``class_map`` overrides) puts the output in a
+    data set's classes instead of the model's (``class_mapping``; the classes that map to none
+    become void and are listed in ``unmapped``). User mistakes (no such folder, no config.json,
+    an unsupported architecture, no processor, unknown classes) are one-line ``InputError``s
+    naming the path."""
     tf = _transformers()
     source = str(path_or_id)
     folder = _local(source)
@@ -401,6 +451,11 @@ def load_hf_model(path_or_id: str, *, label_space: LabelSpace | None = None,
     labels = hf_label_space({int(k): v for k, v in config.id2label.items()},
                             int(getattr(config, "num_queries", 100)), given=label_space,
                             source=source)
+    mapped: tuple[LabelSpace, np.ndarray] | None = None  # checked before the weights load
+    unmapped: list[str] = []
+    if map_to is not None:
+        lut, unmapped = class_mapping(labels, map_to, class_map, source=class_map_source)
+        mapped = (map_to, lut)
     processor = _processor(tf, architecture, source, folder)
     try:
         model = getattr(tf, architecture).from_pretrained(source)
@@ -409,5 +464,7 @@ def load_hf_model(path_or_id: str, *, label_space: LabelSpace | None = None,
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model = model.to(device).eval()
-    return HFPanopticModel(model, processor, architecture, labels, batch_size=batch_size,
-                           threshold=threshold)
+    loaded = HFPanopticModel(model, processor, architecture, labels, batch_size=batch_size,
+                             threshold=threshold, mapped=mapped)
+    loaded.unmapped = unmapped
+    return loaded
