@@ -485,6 +485,11 @@ def test_checkpoint_only_flags_are_refused_with_an_hf_model(tmp_path, capsys):
     assert main(["segment", str(tmp_path), "--hf-model", "acme/model", "--clip", "2",
                  "--out", str(tmp_path / "out")]) == 2
     assert "--clip: for --checkpoint models only" in capsys.readouterr().err
+    ckpt = tmp_path / "ckpt.pt"
+    ckpt.write_bytes(b"")
+    assert main(["segment", str(tmp_path), "--checkpoint", str(ckpt), "--batch-size", "8",
+                 "--map-to", "kitti-step", "--out", str(tmp_path / "out")]) == 2
+    assert "--map-to, --batch-size: for --hf-model only" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------

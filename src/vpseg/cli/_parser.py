@@ -207,8 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-map", metavar="JSON",
                    help="--hf-model with --map-to: {\"model class\": \"data set class\" or "
                    "null for void} for the names that do not match")
-    p.add_argument("--batch-size", type=int, default=4,
-                   help="--hf-model: frames per network call")
+    p.add_argument("--batch-size", type=int,
+                   help="--hf-model: frames per network call (default 4)")
     p.add_argument("--input-format", help="INPUT is a data set in this format")
     p.add_argument("--split", help="split of the input data set")
     p.add_argument("--out-split", default="val", help="split folder of the output")

@@ -445,7 +445,7 @@ def segment(args: argparse.Namespace) -> int:
         raise InputError(f"--fps must be in (0, 1000], got {args.fps:g}")
     if args.parallel_clips < 1:
         raise InputError(f"--parallel-clips must be >= 1, got {args.parallel_clips}")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise InputError(f"--batch-size must be >= 1, got {args.batch_size}")
     if not Path(args.input).exists():
         raise InputError("no such file or folder", path=args.input)
@@ -460,7 +460,8 @@ def segment(args: argparse.Namespace) -> int:
     else:
         given = [flag for flag, value in (("--label-space", args.label_space),
                                           ("--map-to", args.map_to),
-                                          ("--class-map", args.class_map)) if value is not None]
+                                          ("--class-map", args.class_map),
+                                          ("--batch-size", args.batch_size)) if value is not None]
         if given:
             raise InputError(f"{', '.join(given)}: for --hf-model only (a checkpoint carries "
                              "its classes)")
@@ -474,7 +475,7 @@ def segment(args: argparse.Namespace) -> int:
                        clip=args.clip, split=args.out_split, overlay=not args.no_overlay,
                        fps=args.fps, input_scale=args.input_scale, submission=args.submission,
                        parallel_clips=args.parallel_clips, hf_model=args.hf_model,
-                       label_space=args.label_space, batch_size=args.batch_size,
+                       label_space=args.label_space, batch_size=args.batch_size or 4,
                        map_to=args.map_to, class_map=args.class_map)
     print(f"segmented {len(videos)} video(s) -> {args.out} ({fmt.name})"
           + ("" if args.no_overlay else f", overlays in {Path(args.out) / 'overlay'}"))
